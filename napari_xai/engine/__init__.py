@@ -1,0 +1,56 @@
+"""The shared engine: attribution maps for PyTorch models on 2D images and 3D volumes.
+
+Imports no napari, Qt, magicgui or Slicer: hosts import it, never the reverse.
+"""
+
+from .attribution import Attribution
+from .budget import BatchPlanner, default_budget_mb
+from .errors import (
+    Cancelled,
+    ImageError,
+    MemoryBudgetError,
+    MethodError,
+    ModelError,
+    TargetError,
+    UntrustedModelError,
+    XAIError,
+)
+from .explain import explain, explain_iter
+from .geometry import Geometry, napari_layer_kwargs, slicer_ijk_to_ras
+from .image import ScanImage, as_scan
+from .image_io import read_image, write_image
+from .models import LoadedModel, ModelSpec, load_model, register_architecture
+from .progress import Progress
+from .registry import MethodSpec, ParamSpec, get_method, list_methods
+
+__all__ = [
+    "Attribution",
+    "BatchPlanner",
+    "Cancelled",
+    "Geometry",
+    "ImageError",
+    "LoadedModel",
+    "MemoryBudgetError",
+    "MethodError",
+    "MethodSpec",
+    "ModelError",
+    "ModelSpec",
+    "ParamSpec",
+    "Progress",
+    "ScanImage",
+    "TargetError",
+    "UntrustedModelError",
+    "XAIError",
+    "as_scan",
+    "default_budget_mb",
+    "explain",
+    "explain_iter",
+    "get_method",
+    "list_methods",
+    "load_model",
+    "napari_layer_kwargs",
+    "read_image",
+    "register_architecture",
+    "slicer_ijk_to_ras",
+    "write_image",
+]

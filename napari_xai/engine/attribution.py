@@ -1,0 +1,121 @@
+"""The result of a run: a map on the scan's grid, with its geometry and provenance."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .geometry import Geometry
+from .image_io import write_image
+
+PROVENANCE_KEY = "napari_xai_provenance"
+
+
+@dataclass
+class Attribution:
+    """An attribution map aligned with the scan it explains.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        float32 map on the input image's spatial grid, ``(y, x)`` or ``(z, y, x)``.
+    geometry : Geometry
+        The input image's geometry (exactly).
+    method : str
+        Registry name of the method.
+    method_title : str
+        Display name of the method.
+    family : str
+        Method family.
+    sign : str
+        ``signed`` or ``non-negative`` for these parameters; hosts choose the colour map from it.
+    target : dict
+        Task, class index and label, score, region size, and a description.
+    params : dict
+        All method parameters, defaults filled in.
+    model : dict
+        Name, kind, source and weights identity of the model.
+    image_name : str
+        Name of the explained image.
+    timings : dict
+        Seconds spent preparing, in the method, and mapping back.
+    checks : dict
+        Axiom checks the method measured (e.g. integrated gradients' completeness).
+    package_version : str
+        napari-xai version that made the map.
+    """
+
+    values: np.ndarray
+    geometry: Geometry
+    method: str
+    method_title: str
+    family: str
+    sign: str
+    target: dict[str, Any]
+    params: dict[str, Any]
+    model: dict[str, Any]
+    image_name: str = "image"
+    timings: dict[str, float] = field(default_factory=dict)
+    checks: dict[str, Any] = field(default_factory=dict)
+    package_version: str = ""
+
+    @property
+    def name(self) -> str:
+        """A short name for a layer: method and target."""
+        label = self.target.get("label") or (f"class {self.target['class_index']}" if self.target.get("class_index") is not None else "output")
+        suffix = " (region)" if self.target.get("task") == "segmentation" else ""
+        return f"{self.method_title}: {label}{suffix}"
+
+    def provenance(self) -> dict[str, Any]:
+        """Everything needed to tell how the map was made, as plain JSON."""
+        return {
+            "method": self.method,
+            "method_title": self.method_title,
+            "family": self.family,
+            "sign": self.sign,
+            "target": self.target,
+            "params": {k: list(v) if isinstance(v, tuple) else v for k, v in self.params.items()},
+            "model": self.model,
+            "image": self.image_name,
+            "geometry": self.geometry.to_dict(),
+            "timings": self.timings,
+            "checks": self.checks,
+            "napari_xai_version": self.package_version,
+        }
+
+    def caption(self) -> str:
+        """One line for a figure: model, method, target, parameters."""
+        params = ", ".join(f"{k}={v}" for k, v in self.params.items() if v != "")
+        return f"{self.model.get('name', 'model')} | {self.method_title} | {self.target.get('description', '')} | {params}"
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the map with the input's exact geometry, plus provenance.
+
+        Parameters
+        ----------
+        path : str or PathLike
+            ``.nii``, ``.nii.gz``, ``.nrrd`` or ``.mha``. Provenance goes in the
+            header (NRRD, MHA) and always in a ``<path>.json`` sidecar.
+
+        Returns
+        -------
+        Path
+            The image path.
+        """
+        text = json.dumps(self.provenance(), default=_json_default)
+        p = write_image(self.values.astype(np.float32), self.geometry, path, {PROVENANCE_KEY: text})
+        Path(str(p) + ".json").write_text(json.dumps(self.provenance(), indent=2, default=_json_default) + "\n")
+        return p
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)

@@ -1,0 +1,127 @@
+"""Batch sizes from a memory budget and a time slice.
+
+Perturbation and path methods run many forward (and backward) passes. Each
+batch is sized so that (a) its activations fit the memory budget, measured
+with a probe pass, and (b) it takes about ``slice_seconds``, so that a cancel
+request (honoured between batches) is felt within a second.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import torch
+import torch.nn as nn
+
+from .errors import MemoryBudgetError
+
+#: Default memory budget for the working set of one batch, in MiB.
+DEFAULT_BUDGET_MB = 2048
+#: Target wall time of one batch, in seconds.
+SLICE_SECONDS = 0.3
+
+
+def default_budget_mb() -> int:
+    """The budget from ``NAPARI_XAI_MEMORY_BUDGET_MB``, else :data:`DEFAULT_BUDGET_MB`."""
+    try:
+        return max(1, int(os.environ.get("NAPARI_XAI_MEMORY_BUDGET_MB", DEFAULT_BUDGET_MB)))
+    except ValueError:
+        return DEFAULT_BUDGET_MB
+
+
+def activation_bytes(module: nn.Module, x: torch.Tensor) -> int | None:
+    """Bytes of every leaf module's output for one forward pass of ``x`` (None if hooks are unavailable)."""
+    total = 0
+
+    def hook(_m: nn.Module, _inp: object, out: object) -> None:
+        nonlocal total
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor):
+                total += t.numel() * t.element_size()
+
+    try:
+        leaves = [m for m in module.modules() if not list(m.children())]
+        handles = [m.register_forward_hook(hook) for m in leaves]
+    except (RuntimeError, AttributeError):  # TorchScript modules take no hooks
+        return None
+    try:
+        with torch.no_grad():
+            module(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return total
+
+
+class BatchPlanner:
+    """Decides how many samples go into the next batch.
+
+    Parameters
+    ----------
+    bytes_per_sample : int
+        Estimated working memory of one sample.
+    budget_mb : int
+        Memory budget for one batch.
+    max_batch : int, optional
+        Hard cap (e.g. 1 for a model exported with a static batch).
+    slice_seconds : float
+        Target wall time of one batch.
+
+    Raises
+    ------
+    MemoryBudgetError
+        One sample alone exceeds the budget.
+    """
+
+    def __init__(self, bytes_per_sample: int, budget_mb: int, max_batch: int | None = None, slice_seconds: float = SLICE_SECONDS) -> None:
+        self.bytes_per_sample = max(1, int(bytes_per_sample))
+        self.budget_mb = budget_mb
+        budget = budget_mb * 2**20
+        if self.bytes_per_sample > budget:
+            need = -(-self.bytes_per_sample // 2**20)
+            raise MemoryBudgetError(
+                f"One pass of this model on this image needs about {need} MiB, over the memory budget of {budget_mb} MiB.",
+                f"Raise the budget (memory_budget_mb={need * 2} or NAPARI_XAI_MEMORY_BUDGET_MB), "
+                "or give the model a coarser input_spacing / smaller input_size in its spec.",
+            )
+        self.memory_cap = max(1, budget // self.bytes_per_sample)
+        if max_batch is not None:
+            self.memory_cap = min(self.memory_cap, max_batch)
+        self.slice_seconds = slice_seconds
+        self._seconds_per_sample: float | None = None
+        self._started: float | None = None
+        self._started_n = 0
+
+    def next_size(self, remaining: int) -> int:
+        """Size of the next batch (at least 1, at most ``remaining``); starts the clock."""
+        if self._seconds_per_sample is None:
+            n = min(self.memory_cap, 2)
+        else:
+            n = int(self.slice_seconds / max(self._seconds_per_sample, 1e-6))
+            n = max(1, min(self.memory_cap, n))
+        n = max(1, min(n, remaining))
+        self._started, self._started_n = time.perf_counter(), n
+        return n
+
+    def done(self) -> None:
+        """Record the wall time of the batch begun by the last :meth:`next_size`."""
+        if self._started is None:
+            return
+        per = (time.perf_counter() - self._started) / self._started_n
+        self._seconds_per_sample = per if self._seconds_per_sample is None else 0.5 * (per + self._seconds_per_sample)
+        self._started = None
+
+
+def batches(total: int, planner: BatchPlanner):
+    """Yield ``(start, stop)`` index ranges covering ``range(total)``, sized by ``planner``.
+
+    The caller does its work for a range, then the next range is sized with
+    the time that work took.
+    """
+    start = 0
+    while start < total:
+        n = planner.next_size(total - start)
+        yield start, start + n
+        planner.done()
+        start += n

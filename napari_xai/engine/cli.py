@@ -1,0 +1,148 @@
+"""Headless entry point: explain one or many scans and write aligned maps and overlay figures.
+
+    napari-xai-explain --sample --out demo_output
+    napari-xai-explain --model model.pt2 --image scans/*.nii.gz --method grad_cam --method occlusion --out maps/
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from .errors import Cancelled, XAIError
+from .explain import explain
+from .image_io import read_image
+from .models.loading import load_model
+from .overlay import render_overlay
+from .progress import Progress
+from .registry import get_method, list_methods
+
+DEFAULT_SAMPLE_METHODS = ("vanilla_gradient", "integrated_gradients", "grad_cam", "occlusion")
+
+
+def _parse_param(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"--param {text!r}: use NAME=VALUE")
+    try:
+        value: Any = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    if isinstance(value, list):
+        value = tuple(value)
+    return key.strip(), value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    parser = argparse.ArgumentParser(
+        prog="napari-xai-explain",
+        description="Explain a PyTorch model's decision on CT/MRI scans; write maps aligned with each scan (and overlay PNGs).",
+    )
+    parser.add_argument("--sample", action="store_true", help="use the bundled sample brain MRI and lesion classifier")
+    parser.add_argument("--model", help="model file (.pt2, TorchScript, weights + <stem>.json spec, or a spec .json)")
+    parser.add_argument("--image", nargs="+", default=[], help="scan(s): NIfTI, NRRD, MHA or a DICOM series folder")
+    parser.add_argument("--method", action="append", help="method name (repeatable); see --list-methods")
+    parser.add_argument("--target", help="class index or label (default: the predicted class)")
+    parser.add_argument("--region", help="segmentation models: region mask image on the scan's grid")
+    parser.add_argument("--reduce", choices=("sum", "mean"), default="sum", help="reduction of the class logits over the region")
+    parser.add_argument("--param", action="append", type=_parse_param, default=[], help="method parameter NAME=VALUE (repeatable)")
+    parser.add_argument("--out", default="napari_xai_output", help="output folder")
+    parser.add_argument("--format", default=".nii.gz", choices=(".nii.gz", ".nii", ".nrrd", ".mha"), help="map file format")
+    parser.add_argument("--no-png", action="store_true", help="do not write overlay figures")
+    parser.add_argument("--layout", default="orthogonal", choices=("orthogonal", "montage"), help="overlay figure layout")
+    parser.add_argument("--memory-budget-mb", type=int, help="working memory per batch")
+    parser.add_argument("--trust-pickle", action="store_true", help="allow a pickled whole-model file (runs code from the file: only for files you trust)")
+    parser.add_argument("--list-methods", action="store_true", help="list the methods and their parameters, then exit")
+    return parser
+
+
+def _print_methods() -> None:
+    for spec in list_methods():
+        print(f"{spec.name:24s} {spec.family:18s} {spec.summary}")
+        for p in spec.params:
+            print(f"    {p.name}={p.default!r}: {p.help}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (2 for a user error)."""
+    args = build_parser().parse_args(argv)
+    if args.list_methods:
+        _print_methods()
+        return 0
+    try:
+        return _run(args)
+    except XAIError as err:
+        print(f"napari-xai-explain: {err}", file=sys.stderr)
+        return 2
+    except Cancelled:
+        print("napari-xai-explain: cancelled", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("napari-xai-explain: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.sample:
+        from napari_xai.samples import LESION_CLASSIFIER_SPEC, SAMPLE_SCAN
+
+        model_path = args.model or str(LESION_CLASSIFIER_SPEC)
+        images = args.image or [str(SAMPLE_SCAN)]
+        methods = args.method or list(DEFAULT_SAMPLE_METHODS)
+    else:
+        if not args.model or not args.image:
+            print("napari-xai-explain: give --model and --image, or --sample (try --help)", file=sys.stderr)
+            return 2
+        model_path, images, methods = args.model, args.image, args.method or ["integrated_gradients"]
+    for name in methods:
+        get_method(name)
+    model = load_model(model_path, trust_pickle=args.trust_pickle)
+    region = read_image(args.region).array.astype(bool) if args.region else None
+    params = dict(args.param)
+    out = Path(args.out)
+    print(f"model: {model.name} ({model.kind}, weights sha256 {model.identity[:12]})")
+    for image_path in images:
+        scan = read_image(image_path)
+        for name in methods:
+            spec = get_method(name)
+            own = {k: v for k, v in params.items() if k in {p.name for p in spec.params}}
+            t0 = time.perf_counter()
+            attribution = explain(
+                model,
+                scan,
+                name,
+                target=args.target,
+                region=region,
+                reduce=args.reduce,
+                memory_budget_mb=args.memory_budget_mb,
+                on_progress=_progress_printer(f"{scan.name} / {spec.title}"),
+                **own,
+            )
+            stem = out / f"{scan.name}_{spec.name}"
+            map_path = attribution.save(str(stem) + args.format)
+            line = f"\r{scan.name} / {spec.title}: {attribution.target['description']} (score {attribution.target['score']:.3f}) -> {map_path}"
+            if not args.no_png:
+                png = render_overlay(scan, attribution, str(stem) + ".png", layout=args.layout)
+                line += f", {png.name}"
+            completeness = attribution.checks.get("completeness")
+            if completeness:
+                line += f"; completeness error {completeness['relative_delta']:.2%}"
+            print(f"{line} [{time.perf_counter() - t0:.1f} s]")
+    return 0
+
+
+def _progress_printer(label: str):
+    def show(event: Progress) -> None:
+        if sys.stdout.isatty():
+            print(f"\r{label}: {event.message} ({event.fraction:.0%})", end="", flush=True)
+
+    return show
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

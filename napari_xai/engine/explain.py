@@ -1,0 +1,249 @@
+"""The engine's entry points: :func:`explain_iter` (a generator) and :func:`explain`.
+
+Flow: scan + geometry -> model space -> method -> attribution in model space
+-> back onto the scan grid -> :class:`Attribution` with the scan's geometry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any, Callable, Generator, Iterator
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .. import __version__
+from .attribution import Attribution
+from .budget import default_budget_mb
+from .errors import Cancelled, MethodError, ModelError, TargetError, XAIError
+from .image import as_scan
+from .methods._context import MethodContext, model_failure
+from .model_space import region_to_model_space, to_model_space, to_scan_grid
+from .models.loading import as_loaded_model
+from .progress import Progress
+from .registry import get_method
+from .targets import resolve_target
+
+
+def explain_iter(
+    model: Any,
+    image: Any,
+    method: str,
+    target: int | str | None = None,
+    *,
+    region: np.ndarray | None = None,
+    reduce: str = "sum",
+    spec: Any = None,
+    channel_axis: int | None = None,
+    memory_budget_mb: int | None = None,
+    **params: Any,
+) -> Generator[Progress, None, Attribution]:
+    """Explain a model's output on an image, as a generator of progress events.
+
+    Closing the generator (``gen.close()``, or a napari worker's ``quit()``)
+    stops the work at the next event; events come at least every batch, and
+    batches are sized to take well under a second.
+
+    Parameters
+    ----------
+    model : torch.nn.Module, LoadedModel, str or PathLike
+        An in-process module (fed the image as is unless ``spec`` says
+        otherwise) or a model file (see :func:`load_model`).
+    image : numpy.ndarray, ScanImage, SimpleITK.Image, str or PathLike
+        2D ``(y, x)`` or 3D ``(z, y, x)``, optionally with a leading channel
+        axis; numpy arrays get 1 mm identity geometry.
+    method : str
+        A registry name (see :func:`list_methods`), e.g. ``"integrated_gradients"``.
+    target : int, str or None
+        Class index or label; None: the predicted class. For segmentation
+        models, the class explained over ``region``.
+    region : numpy.ndarray, optional
+        Boolean mask on the image grid (segmentation); None: the class's predicted mask.
+    reduce : {"sum", "mean"}
+        How the class's logits are reduced over the region.
+    spec : ModelSpec, dict or path, optional
+        Overrides the model's spec.
+    channel_axis : int, optional
+        Channel axis of a numpy image (moved to the front).
+    memory_budget_mb : int, optional
+        Working memory for one batch; default ``NAPARI_XAI_MEMORY_BUDGET_MB`` or 2048.
+    **params
+        Method parameters (see the method's spec).
+
+    Yields
+    ------
+    Progress
+
+    Returns
+    -------
+    Attribution
+        As the generator's return value (``StopIteration.value``).
+
+    Raises
+    ------
+    XAIError
+        Any problem with the input, with a message naming the fix.
+    """
+    t0 = time.perf_counter()
+    method_spec = get_method(method)
+    loaded = as_loaded_model(model, spec)
+    scan = as_scan(image, channel_axis=channel_axis)
+    checked = method_spec.validate_params(params)
+    _check_needs(method_spec.needs, loaded)
+    budget = int(memory_budget_mb) if memory_budget_mb is not None else default_budget_mb()
+    if budget < 1:
+        raise MethodError(f"The memory budget is {budget} MiB.", "Give a positive memory_budget_mb.")
+    msi = to_model_space(scan, loaded.spec)
+    region_model = None
+    if region is not None:
+        region = np.asarray(region)
+        if region.shape != scan.spatial_shape:
+            raise TargetError(
+                f"The region has shape {region.shape} but the image has {scan.spatial_shape}.",
+                "Draw the region on the image's own grid (a Labels layer or segment made from this image).",
+            )
+        region_model = region_to_model_space(region.astype(bool), msi)
+        if not region_model.any():
+            raise TargetError("The region is empty.", "Paint at least one voxel, or leave the region unset to use the predicted mask.")
+    yield Progress(0, 0, f"{method_spec.title}: preparing")
+    device = _module_device(loaded.module)
+    x = msi.tensor.to(device)
+    with _eval_mode(loaded.module):
+        output = _forward_once(loaded.module, x)
+        resolved = resolve_target(output, x, loaded.spec, target, region_model, reduce)
+        resolved.score_value = float(resolved.score(output)[0])
+        if loaded.max_batch is None and loaded.kind == "export":
+            loaded.max_batch = _probe_max_batch(loaded.module, x)
+        ctx = MethodContext(loaded, x, resolved, budget)
+        t_method = time.perf_counter()
+        values = yield from method_spec.run(ctx, checked)
+        t_back = time.perf_counter()
+    values = np.asarray(values, dtype=np.float32)
+    if values.ndim == x.ndim - 1:  # per-channel map: one map on the spatial grid
+        values = values.sum(axis=0)
+    if not np.isfinite(values).all():
+        raise MethodError(
+            f"{method_spec.title} produced NaN or infinite values on this model and image.",
+            "Check the model for unstable operations (log of zero, division), or try another method.",
+        )
+    on_scan = to_scan_grid(values, msi)
+    t_end = time.perf_counter()
+    return Attribution(
+        values=on_scan,
+        geometry=scan.geometry,
+        method=method_spec.name,
+        method_title=method_spec.title,
+        family=method_spec.family,
+        sign=method_spec.output_sign(checked),
+        target=resolved.to_dict(),
+        params=checked,
+        model={
+            "name": loaded.name,
+            "kind": loaded.kind,
+            "source": loaded.source,
+            "weights_sha256": loaded.identity,
+            "spec": loaded.spec.to_dict(),
+        },
+        image_name=scan.name,
+        timings={"prepare_s": t_method - t0, "method_s": t_back - t_method, "map_back_s": t_end - t_back, "total_s": t_end - t0},
+        checks={**ctx.checks, "model_grid_is_scan_grid": msi.same_grid},
+        package_version=__version__,
+    )
+
+
+def explain(
+    model: Any,
+    image: Any,
+    method: str,
+    target: int | str | None = None,
+    *,
+    on_progress: Callable[[Progress], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    **kwargs: Any,
+) -> Attribution:
+    """Run :func:`explain_iter` to completion and return the :class:`Attribution`.
+
+    Takes the same arguments as :func:`explain_iter`, plus:
+
+    Parameters
+    ----------
+    on_progress : callable, optional
+        Called with each :class:`Progress` event (e.g. to update a progress
+        bar and process the host's events).
+    should_cancel : callable, optional
+        Polled after each event; when it returns True the run stops and
+        :class:`Cancelled` is raised.
+
+    Raises
+    ------
+    Cancelled
+        ``should_cancel`` returned True.
+    """
+    gen = explain_iter(model, image, method, target, **kwargs)
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if on_progress is not None:
+            on_progress(event)
+        if should_cancel is not None and should_cancel():
+            gen.close()
+            raise Cancelled(f"{method} was cancelled at {event.done}/{event.total}.")
+
+
+def _check_needs(needs: frozenset[str], loaded: Any) -> None:
+    if "layer" in needs and not loaded.takes_hooks:
+        loaded.get_layer("")  # raises the message that names the fix
+
+
+def _module_device(module: nn.Module) -> torch.device:
+    for tensor in list(module.parameters()) + list(module.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+@contextlib.contextmanager
+def _eval_mode(module: nn.Module) -> Iterator[None]:
+    """Eval mode (BatchNorm statistics, no dropout) for the run; the caller's mode is restored."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
+
+
+def _forward_once(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    try:
+        with torch.inference_mode():
+            output = module(x)
+    except XAIError:
+        raise
+    except Exception as err:  # any failure inside a user's model
+        raise model_failure(err, x) from err
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        raise ModelError(
+            f"The model returns a {type(output).__name__} of {len(output)} outputs.",
+            "Wrap it so that forward returns one tensor (e.g. lambda x: model(x)[0] in an nn.Module).",
+        )
+    if not isinstance(output, torch.Tensor):
+        raise ModelError(f"The model returns a {type(output).__name__}, not a tensor.", "Make forward return the logits tensor.")
+    if not torch.isfinite(output).all():
+        raise ModelError(
+            "The model's output on this image holds NaN or infinite values.",
+            "Check the intensity transform in the spec (the model may expect normalised input) and the model itself.",
+        )
+    return output.clone()
+
+
+def _probe_max_batch(module: nn.Module, x: torch.Tensor) -> int | None:
+    """1 if the module (an exported program) only takes a batch of one, else None."""
+    try:
+        with torch.inference_mode():
+            module(torch.cat([x, x]))
+        return None
+    except Exception:
+        return 1

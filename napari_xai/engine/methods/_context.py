@@ -1,0 +1,124 @@
+"""What a method gets to work with, and the small helpers methods share.
+
+Grad mode is thread-local in torch and a ``with torch.enable_grad()`` block
+left open across a ``yield`` would leak into whatever code runs while the
+generator is suspended. Methods therefore enter grad / inference mode only
+inside the helpers here, around one batch, never across a yield.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from ..budget import BatchPlanner, activation_bytes
+from ..errors import MethodError, ModelError
+from ..models.loading import LoadedModel
+from ..targets import ResolvedTarget
+
+#: Working memory of a gradient pass relative to a forward pass: activations
+#: kept for backward, their gradients, and the input gradient.
+GRADIENT_MEMORY_FACTOR = 3
+#: Fallback activation size (x input size) when hooks cannot measure it.
+UNMEASURED_ACTIVATION_FACTOR = 32
+
+
+@dataclass
+class MethodContext:
+    """The model, the model-space input and the target, for one run.
+
+    Parameters
+    ----------
+    model : LoadedModel
+        The model (in eval mode for the run).
+    x : torch.Tensor
+        Model-space input ``(1, C, *spatial)`` on the model's device.
+    target : ResolvedTarget
+        Turns model output into one score per sample.
+    budget_mb : int
+        Memory budget for one batch.
+    checks : dict
+        Where a method records axiom checks (e.g. completeness) for provenance.
+    """
+
+    model: LoadedModel
+    x: torch.Tensor
+    target: ResolvedTarget
+    budget_mb: int
+    checks: dict[str, Any] = field(default_factory=dict)
+    _activation_bytes: int | None = None
+
+    @property
+    def module(self) -> nn.Module:
+        return self.model.module
+
+    @property
+    def spatial_shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[2:])
+
+    @property
+    def dim(self) -> int:
+        return self.x.ndim - 2
+
+    def planner(self, gradients: bool) -> BatchPlanner:
+        """A batch planner for forward-only or gradient passes under the budget."""
+        if self._activation_bytes is None:
+            measured = activation_bytes(self.module, self.x) if self.model.takes_hooks else None
+            self._activation_bytes = measured if measured is not None else UNMEASURED_ACTIVATION_FACTOR * self.x.numel() * 4
+        per_sample = self._activation_bytes * (GRADIENT_MEMORY_FACTOR if gradients else 1) + 2 * self.x.numel() * self.x.element_size()
+        return BatchPlanner(per_sample, self.budget_mb, self.model.max_batch)
+
+    def scores(self, xb: torch.Tensor) -> torch.Tensor:
+        """Target scores ``(N,)`` for a batch, without autograd."""
+        with torch.inference_mode():
+            return self.target.score(self.module(xb)).float()
+
+    def gradients(self, xb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gradients of the target score w.r.t. each input of a batch, and the scores.
+
+        Raises
+        ------
+        MethodError
+            The score does not depend differentiably on the input.
+        """
+        with torch.enable_grad():
+            xg = xb.detach().clone().requires_grad_(True)
+            score = self.target.score(self.module(xg))
+            if not score.requires_grad:
+                raise not_differentiable()
+            (grad,) = torch.autograd.grad(score.sum(), xg, allow_unused=True)
+        if grad is None:
+            raise not_differentiable()
+        return grad.detach(), score.detach().float()
+
+
+def not_differentiable() -> MethodError:
+    return MethodError(
+        "The model's output does not depend differentiably on its input (it may run under torch.no_grad, "
+        "detach tensors, or threshold/argmax its output), so gradient methods cannot be applied.",
+        "Return raw logits from a differentiable forward, or use a perturbation method such as occlusion.",
+    )
+
+
+def baseline_value(x: torch.Tensor, kind: str) -> float:
+    """A constant reference intensity in model space: ``zeros``, ``min`` or ``mean`` of the input."""
+    if kind == "zeros":
+        return 0.0
+    if kind == "min":
+        return float(x.min())
+    if kind == "mean":
+        return float(x.mean())
+    raise ValueError(kind)
+
+
+def model_failure(err: Exception, x: torch.Tensor) -> ModelError:
+    """A model that raised on the input, as a user-facing error."""
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return ModelError(
+        f"The model failed on an input of shape {tuple(x.shape)}: {first}",
+        "Check that the image's dimensionality, channels and size fit the model, and give the model a spec "
+        "(spatial_dims, in_channels, input_size or input_spacing) so the scan is resampled to what it expects.",
+    )

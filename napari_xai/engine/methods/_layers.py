@@ -1,0 +1,74 @@
+"""Finding and hooking the layer that class activation methods read."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+import torch.nn as nn
+
+from ..errors import MethodError
+from ._context import MethodContext
+
+
+def find_cam_layer(ctx: MethodContext, requested: str) -> str:
+    """The layer to use: ``requested``, else the spec's ``cam_layer``, else the last layer with spatial output.
+
+    Raises
+    ------
+    MethodError
+        No layer has spatial output, or the model takes no hooks.
+    """
+    if requested:
+        ctx.model.get_layer(requested)
+        return requested
+    if ctx.model.spec.cam_layer:
+        ctx.model.get_layer(ctx.model.spec.cam_layer)
+        return ctx.model.spec.cam_layer
+    ctx.model.get_layer("")  # raises the TorchScript message where hooks cannot work
+    spatial: list[str] = []
+    handles = []
+
+    def make_hook(name: str):
+        def hook(_m: nn.Module, _i: object, out: object) -> None:
+            if isinstance(out, torch.Tensor) and out.ndim == ctx.x.ndim and max(out.shape[2:]) > 1:
+                spatial.append(name)
+
+        return hook
+
+    for name, module in ctx.module.named_modules():
+        if name:
+            handles.append(module.register_forward_hook(make_hook(name)))
+    try:
+        with torch.inference_mode():
+            ctx.module(ctx.x)
+    finally:
+        for h in handles:
+            h.remove()
+    if not spatial:
+        raise MethodError(
+            "No layer of this model has a spatial output, so there is nothing for a class activation map to read.",
+            "Name a convolutional layer with the 'layer' parameter or the spec's cam_layer, or use a gradient or perturbation method.",
+        )
+    return spatial[-1]
+
+
+@contextlib.contextmanager
+def capture_activation(layer: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
+    """Record the layer's output of the next forward pass in ``store['activation']``."""
+    store: dict[str, torch.Tensor] = {}
+
+    def hook(_m: nn.Module, _i: object, out: object) -> None:
+        if not isinstance(out, torch.Tensor):
+            raise MethodError(
+                f"The chosen layer returns a {type(out).__name__}, not a tensor.",
+                "Choose a layer whose output is one feature map tensor (e.g. a convolution or activation).",
+            )
+        store["activation"] = out
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        yield store
+    finally:
+        handle.remove()

@@ -1,0 +1,75 @@
+"""Grad-CAM: a layer's feature maps weighted by the spatial mean of their gradients.
+
+Selvaraju et al. 2017 (review ref. [62]). Hand-written for 3D and for
+segmentation targets; tests check it against Captum's ``LayerGradCam`` with
+``LayerAttribution.interpolate``.
+
+Values are kept raw: the weighted sum of feature maps (after the paper's
+ReLU, which ``relu=False`` switches off to keep the signed map), upsampled to
+the input grid (bilinear in 2D, trilinear in 3D). Nothing is min-max scaled
+or inverted (MONAI's CAM classes invert by default; pytorch-grad-cam clips and
+rescales). Display is the host's choice: a sequential colour map for the
+non-negative map, a diverging one with symmetric limits for the signed map.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..progress import Progress
+from ..registry import MethodSpec, ParamSpec, register_method
+from ._context import MethodContext, not_differentiable
+from ._layers import capture_activation, find_cam_layer
+
+
+def upsample(cam: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+    """``(N, 1, *layer_grid)`` to ``(N, 1, *size)``: bilinear in 2D, trilinear in 3D."""
+    if tuple(cam.shape[2:]) == tuple(size):
+        return cam
+    mode = "bilinear" if len(size) == 2 else "trilinear"
+    return F.interpolate(cam, size=size, mode=mode, align_corners=False)
+
+
+def _run(ctx: MethodContext, params: dict[str, Any]) -> Generator[Progress, None, np.ndarray]:
+    name = find_cam_layer(ctx, params["layer"])
+    ctx.checks["layer"] = name
+    yield Progress(0, 1, f"Grad-CAM on layer {name}")
+    with capture_activation(ctx.model.get_layer(name)) as store, torch.enable_grad():
+        score = ctx.target.score(ctx.module(ctx.x.detach().clone().requires_grad_(True)))
+        act = store["activation"]
+        if not score.requires_grad or not act.requires_grad:
+            raise not_differentiable()
+        (grad,) = torch.autograd.grad(score.sum(), act)
+    act, grad = act.detach(), grad.detach()
+    alpha = grad.mean(dim=tuple(range(2, grad.ndim)), keepdim=True)
+    cam = (alpha * act).sum(dim=1, keepdim=True)
+    if params["relu"]:
+        cam = torch.relu(cam)
+    cam = upsample(cam, ctx.spatial_shape)
+    yield Progress(1, 1, "Grad-CAM: done")
+    return cam[0, 0].cpu().numpy()
+
+
+SPEC = register_method(
+    MethodSpec(
+        name="grad_cam",
+        title="Grad-CAM",
+        family="class activation",
+        reference="Selvaraju RR, Cogswell M, Das A, Vedantam R, Parikh D, Batra D. Grad-CAM: Visual Explanations "
+        "From Deep Networks via Gradient-Based Localization. ICCV 2017 (review ref. [62]).",
+        summary="A layer's feature maps weighted by their mean gradient, upsampled to the scan: coarse, class-specific, one backward pass.",
+        needs=frozenset({"gradients", "layer"}),
+        sign="signed",
+        model_agnostic=False,
+        params=(
+            ParamSpec("layer", str, "", "Layer to read (dotted name); empty: the spec's cam_layer, else the last layer with spatial output."),
+            ParamSpec("relu", bool, True, "Keep only positive evidence, as in the paper; off keeps the signed map."),
+        ),
+        run=_run,
+        sign_param="relu",
+    )
+)

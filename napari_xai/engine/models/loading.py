@@ -1,0 +1,319 @@
+"""Loading models from Python objects and files, never unpickling arbitrary objects by default.
+
+Formats: ``torch.export`` archives (``.pt2``), TorchScript, and weights
+(state dict saved with ``torch.save`` or ``.safetensors``) paired with an
+architecture named in a JSON sidecar spec. A ``torch.save`` of a whole model
+needs arbitrary unpickling, which runs any code the file's author chose: it is
+refused unless the caller passes ``trust_pickle=True``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import pickle
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+import torch.nn as nn
+
+from ..errors import ModelError, UntrustedModelError
+from .architectures import resolve_architecture
+from .spec import ModelSpec, sidecar_path
+
+MODEL_KINDS = ("module", "torchscript", "export", "weights", "pickle")
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to explain, with its spec and provenance.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The callable model (for ``torch.export`` archives, the unflattened
+        module, which keeps the layer hierarchy and takes forward hooks).
+    spec : ModelSpec
+        What the model expects.
+    kind : str
+        One of ``module``, ``torchscript``, ``export``, ``weights``, ``pickle``.
+    source : str
+        File path, or ``<in-process ClassName>``.
+    identity : str
+        SHA-256 of the weights (names and bytes), so two runs can tell
+        whether they explained the same model.
+    max_batch : int or None
+        Largest batch the model takes (set to 1 for archives exported with a
+        static batch of one); None when unknown/unbounded.
+    """
+
+    module: nn.Module
+    spec: ModelSpec
+    kind: str
+    source: str
+    identity: str
+    max_batch: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """The spec's name, else the file or class name."""
+        return self.spec.name or Path(self.source.strip("<>")).name
+
+    @property
+    def takes_hooks(self) -> bool:
+        """Whether forward hooks on submodules work (not for TorchScript)."""
+        return self.kind != "torchscript"
+
+    def get_layer(self, name: str) -> nn.Module:
+        """The submodule called ``name``, for CAM methods.
+
+        Raises
+        ------
+        ModelError
+            TorchScript model (takes no hooks) or no such layer.
+        """
+        if not self.takes_hooks:
+            raise ModelError(
+                "This model is TorchScript: a loaded TorchScript module takes no forward hooks, "
+                "so layer methods (CAM family) cannot read its activations.",
+                "Export the model with torch.export (a .pt2 archive) or give its weights plus a spec, "
+                "or use a gradient or perturbation method.",
+            )
+        try:
+            return self.module.get_submodule(name)
+        except AttributeError:
+            names = [n for n, _ in self.module.named_modules() if n][-12:]
+            raise ModelError(
+                f"The model has no layer called {name!r}.",
+                f"Name one of its layers, e.g. {names}.",
+            ) from None
+
+
+def weights_identity(module: nn.Module) -> str:
+    """SHA-256 (hex) over the module's state dict names and tensor bytes."""
+    digest = hashlib.sha256()
+    for key, value in module.state_dict().items():
+        digest.update(key.encode())
+        if isinstance(value, torch.Tensor):
+            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def as_loaded_model(model: Any, spec: ModelSpec | dict | str | os.PathLike | None = None) -> LoadedModel:
+    """Coerce what a user passes as ``model`` into a :class:`LoadedModel`.
+
+    Parameters
+    ----------
+    model : LoadedModel, torch.nn.Module, str or PathLike
+        A path is loaded with :func:`load_model`.
+    spec : ModelSpec, dict or path, optional
+        Overrides the spec; an in-process module needs none.
+    """
+    spec_obj = _as_spec(spec) if spec is not None else None
+    if isinstance(model, LoadedModel):
+        if spec_obj is not None:
+            model.spec = spec_obj
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        return load_model(model, spec=spec_obj)
+    if isinstance(model, torch.jit.ScriptModule):
+        return LoadedModel(model, spec_obj or ModelSpec(), "torchscript", f"<{type(model).__name__}>", weights_identity(model))
+    if isinstance(model, nn.Module):
+        return LoadedModel(model, spec_obj or ModelSpec(), "module", f"<{type(model).__name__}>", weights_identity(model))
+    raise ModelError(
+        f"The model is a {type(model).__name__}, not a torch.nn.Module or a model file.",
+        "Pass an nn.Module, or the path of a .pt2 / TorchScript / weights file.",
+    )
+
+
+def load_model(
+    path: str | os.PathLike,
+    spec: ModelSpec | dict | str | os.PathLike | None = None,
+    *,
+    trust_pickle: bool = False,
+) -> LoadedModel:
+    """Load a model file safely.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A ``torch.export`` archive (``.pt2``), a TorchScript file, a state
+        dict (``torch.save``) or ``.safetensors`` file, or a JSON spec whose
+        ``weights`` field names the weights file.
+    spec : ModelSpec, dict or path, optional
+        The model's spec; default: the sidecar ``<stem>.json`` if it exists.
+        Weights files need one (it names the architecture).
+    trust_pickle : bool
+        Allow arbitrary unpickling (a whole model saved with ``torch.save``).
+        Only for files you trust: unpickling runs code chosen by the file's author.
+
+    Returns
+    -------
+    LoadedModel
+
+    Raises
+    ------
+    ModelError
+        Missing, unreadable or inconsistent file or spec.
+    UntrustedModelError
+        The file would need arbitrary unpickling and ``trust_pickle`` is False.
+    """
+    p = Path(path)
+    if p.suffix.lower() == ".json":
+        spec_obj = _as_spec(spec) if spec is not None else ModelSpec.read(p)
+        if not spec_obj.weights:
+            raise ModelError(f"Spec {p.name} names no weights file.", 'Add "weights": "<file>" to the spec, or load the model file itself.')
+        weights_path = (p.parent / spec_obj.weights).resolve()
+        return load_model(weights_path, spec=spec_obj, trust_pickle=trust_pickle)
+    if not p.is_file():
+        raise ModelError(f"No model file at {p}.", "Check the path.")
+    if spec is None and sidecar_path(p).is_file():
+        spec = sidecar_path(p)
+    spec_obj = _as_spec(spec) if spec is not None else ModelSpec()
+    kind = _sniff_kind(p)
+    try:
+        if kind == "export":
+            module, identity = _load_export(p, trust_pickle)
+        elif kind == "torchscript":
+            module = torch.jit.load(str(p), map_location="cpu")
+            identity = weights_identity(module)
+        elif kind == "safetensors":
+            from safetensors.torch import load_file
+
+            module = _build_from_weights(load_file(str(p), device="cpu"), spec_obj, p)
+            identity, kind = weights_identity(module), "weights"
+        else:
+            module, kind = _load_torch_save(p, spec_obj, trust_pickle)
+            identity = weights_identity(module)
+    except ModelError:
+        raise
+    except Exception as err:  # torch raises many types for corrupt files
+        raise ModelError(
+            f"{p.name} could not be loaded as a {kind} model ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}).",
+            "Check that the file is complete and was saved with torch.export.save, torch.jit.save, "
+            "torch.save(model.state_dict()) or safetensors.",
+        ) from err
+    module.eval()
+    return LoadedModel(module, spec_obj, kind, str(p), identity, extra={"file_sha256": _file_sha256(p)})
+
+
+def _as_spec(spec: ModelSpec | dict | str | os.PathLike) -> ModelSpec:
+    if isinstance(spec, ModelSpec):
+        return spec
+    if isinstance(spec, dict):
+        return ModelSpec.from_dict(spec)
+    return ModelSpec.read(spec)
+
+
+def _file_sha256(p: Path) -> str:
+    digest = hashlib.sha256()
+    with p.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _sniff_kind(p: Path) -> str:
+    if p.suffix.lower() == ".safetensors":
+        return "safetensors"
+    if zipfile.is_zipfile(p):
+        with zipfile.ZipFile(p) as zf:
+            names = zf.namelist()
+        if p.suffix.lower() == ".pt2" or any(n.endswith("archive_format") for n in names):
+            return "export"
+        if any("/code/" in n for n in names) or any(n.endswith("constants.pkl") for n in names):
+            return "torchscript"
+    return "torch.save"
+
+
+@contextlib.contextmanager
+def _weights_only_torch_load() -> Iterator[None]:
+    """Force every ``torch.load`` inside to ``weights_only=True``.
+
+    ``torch.export.load`` falls back to full unpickling when weights-only
+    loading fails; this environment switch (read by ``torch.load`` on each
+    call) turns that fallback into an error instead.
+    """
+    key = "TORCH_FORCE_WEIGHTS_ONLY_LOAD"
+    old = os.environ.get(key)
+    os.environ[key] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old
+
+
+def _load_export(p: Path, trust_pickle: bool) -> tuple[nn.Module, str]:
+    guard = contextlib.nullcontext() if trust_pickle else _weights_only_torch_load()
+    try:
+        with guard:
+            program = torch.export.load(str(p))
+    except pickle.UnpicklingError as err:
+        raise UntrustedModelError(
+            f"{p.name} is a torch.export archive that holds pickled Python objects besides tensors; "
+            "loading them would run code chosen by the file's author.",
+            "Re-export the model without custom objects, or, only if you trust the file, load it with trust_pickle=True.",
+        ) from err
+    module = torch.export.unflatten(program)
+    digest = hashlib.sha256()
+    for key, value in list(program.state_dict.items()) + list(program.constants.items()):
+        digest.update(key.encode())
+        if isinstance(value, torch.Tensor):
+            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return module, digest.hexdigest()
+
+
+def _load_torch_save(p: Path, spec: ModelSpec, trust_pickle: bool) -> tuple[nn.Module, str]:
+    try:
+        obj = torch.load(str(p), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if not trust_pickle:
+            raise UntrustedModelError(
+                f"{p.name} is a pickled Python object (e.g. a whole model saved with torch.save(model)), "
+                "not plain weights; unpickling it would run code chosen by the file's author.",
+                "Save the weights instead (torch.save(model.state_dict()) or safetensors) with a JSON spec naming "
+                "the architecture, or export with torch.export; only if you trust the file, load it with trust_pickle=True.",
+            ) from err
+        obj = torch.load(str(p), map_location="cpu", weights_only=False)
+        if not isinstance(obj, nn.Module):
+            raise ModelError(f"{p.name} holds a {type(obj).__name__}, not a model.", "Save the nn.Module or its state dict.")
+        return obj, "pickle"
+    if isinstance(obj, nn.Module):
+        return obj, "pickle"
+    return _build_from_weights(obj, spec, p), "weights"
+
+
+def _build_from_weights(state: Any, spec: ModelSpec, p: Path) -> nn.Module:
+    if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
+        state = state["state_dict"]
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError(f"{p.name} holds no state dict of tensors.", "Save torch.save(model.state_dict()).")
+    if not spec.architecture or "factory" not in spec.architecture:
+        raise ModelError(
+            f"{p.name} holds only weights, and no spec names the architecture they belong to.",
+            f"Put a JSON spec next to it ({sidecar_path(p).name}) with "
+            '"architecture": {"factory": "package.module:ClassName", "kwargs": {...}}, or pass spec=...',
+        )
+    cls = resolve_architecture(spec.architecture["factory"])
+    try:
+        module = cls(**spec.architecture.get("kwargs", {}))
+    except TypeError as err:
+        raise ModelError(f"Architecture {spec.architecture['factory']} rejected its kwargs ({err}).", "Fix architecture.kwargs in the spec.") from err
+    try:
+        module.load_state_dict(dict(state), strict=True)
+    except RuntimeError as err:
+        raise ModelError(
+            f"The weights in {p.name} do not fit architecture {spec.architecture['factory']}: {str(err).splitlines()[0]} "
+            f"{' '.join(line.strip() for line in str(err).splitlines()[1:3])}",
+            "Check that architecture.kwargs match the trained model, or use the right weights file.",
+        ) from err
+    return module
