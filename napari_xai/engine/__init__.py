@@ -17,7 +17,7 @@ from .errors import (
 )
 from .explain import explain, explain_iter
 from .geometry import Geometry, napari_layer_kwargs, slicer_ijk_to_ras
-from .image import ScanImage, as_scan
+from .image import ScanImage, as_scan, validate_scan
 from .image_io import read_image, write_image
 from .models import LoadedModel, ModelSpec, load_model, register_architecture
 from .progress import Progress
@@ -52,5 +52,6 @@ __all__ = [
     "read_image",
     "register_architecture",
     "slicer_ijk_to_ras",
+    "validate_scan",
     "write_image",
 ]

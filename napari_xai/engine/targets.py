@@ -187,7 +187,9 @@ def _class_index(target: int | str, n_classes: int, labels: list[str] | None) ->
             )
         return names.index(target.strip().lower())
     try:
-        k = int(target)
+        if isinstance(target, bool) or float(target) != int(float(target)):
+            raise ValueError
+        k = int(float(target))
     except (TypeError, ValueError):
         raise TargetError(f"Target {target!r} is not a class index or name.", f"Use an index 0..{n_classes - 1}.") from None
     if not 0 <= k < n_classes:

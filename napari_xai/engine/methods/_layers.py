@@ -27,13 +27,15 @@ def find_cam_layer(ctx: MethodContext, requested: str) -> str:
         ctx.model.get_layer(ctx.model.spec.cam_layer)
         return ctx.model.spec.cam_layer
     ctx.model.get_layer("")  # raises the TorchScript message where hooks cannot work
-    spatial: list[str] = []
+    # (name, output) in the order outputs are produced; a container and its
+    # last child return the same tensor, and the child's name is the one to show.
+    spatial: list[tuple[str, torch.Tensor]] = []  # tensors kept alive so identity is meaningful
     handles = []
 
     def make_hook(name: str):
         def hook(_m: nn.Module, _i: object, out: object) -> None:
             if isinstance(out, torch.Tensor) and out.ndim == ctx.x.ndim and max(out.shape[2:]) > 1:
-                spatial.append(name)
+                spatial.append((name, out))
 
         return hook
 
@@ -51,7 +53,8 @@ def find_cam_layer(ctx: MethodContext, requested: str) -> str:
             "No layer of this model has a spatial output, so there is nothing for a class activation map to read.",
             "Name a convolutional layer with the 'layer' parameter or the spec's cam_layer, or use a gradient or perturbation method.",
         )
-    return spatial[-1]
+    last_tensor = spatial[-1][1]
+    return next(name for name, tensor in spatial if tensor is last_tensor)
 
 
 @contextlib.contextmanager

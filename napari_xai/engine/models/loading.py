@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import os
 import pickle
+import pickletools
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -276,6 +277,10 @@ def _load_torch_save(p: Path, spec: ModelSpec, trust_pickle: bool) -> tuple[nn.M
     try:
         obj = torch.load(str(p), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        # The weights-only unpickler names the global it refused, or stops at
+        # an opcode it lacks; a file that is no pickle at all is corruption.
+        if "global" not in str(err).lower() and not _pickle_references_code(p):
+            raise
         if not trust_pickle:
             raise UntrustedModelError(
                 f"{p.name} is a pickled Python object (e.g. a whole model saved with torch.save(model)), "
@@ -290,6 +295,25 @@ def _load_torch_save(p: Path, spec: ModelSpec, trust_pickle: bool) -> tuple[nn.M
     if isinstance(obj, nn.Module):
         return obj, "pickle"
     return _build_from_weights(obj, spec, p), "weights"
+
+
+def _pickle_references_code(p: Path) -> bool:
+    """Whether the file is a pickle that imports or calls objects, found by reading opcodes (never executing them)."""
+    try:
+        if zipfile.is_zipfile(p):
+            with zipfile.ZipFile(p) as zf:
+                name = next((n for n in zf.namelist() if n.endswith("data.pkl")), None)
+                if name is None:
+                    return False
+                data = zf.read(name)
+        else:
+            data = p.read_bytes()
+        return any(op.name in _CODE_OPCODES for op, _arg, _pos in pickletools.genops(data))
+    except Exception:  # not a parsable pickle stream
+        return False
+
+
+_CODE_OPCODES = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX", "BUILD"}
 
 
 def _build_from_weights(state: Any, spec: ModelSpec, p: Path) -> nn.Module:

@@ -1,0 +1,757 @@
+"""SaliencyMaps: attribution (saliency) maps of PyTorch models on CT/MRI volumes in 3D Slicer.
+
+The module has the shape of Slicer's scripted-module template: the module
+description (:class:`SaliencyMaps`), a parameter node
+(:class:`SaliencyMapsParameterNode`), a widget bound to ``Resources/UI/SaliencyMaps.ui``
+(:class:`SaliencyMapsWidget`), the logic (:class:`SaliencyMapsLogic`) and a
+self-test (:class:`SaliencyMapsTest`). The computation is napari-xai's engine
+(``napari_xai.engine``); the MRML node code is in ``SaliencyMapsLib`` (plain
+Python, tested against slicer-core outside the application).
+
+Importing this file installs nothing: missing packages are installed, after a
+prompt, when Apply is pressed (:meth:`SaliencyMapsLogic.ensureDependencies`).
+"""
+
+import enum
+import logging
+import os
+import pathlib
+from typing import Annotated
+
+import vtk
+
+import slicer
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+from slicer.parameterNodeWrapper import (
+    Choice,
+    WithinRange,
+    parameterNodeWrapper,
+)
+
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+
+try:  # Slicer >= 5.4 marks text for translation; older builds (and slicer-core) have no i18n
+    from slicer.i18n import tr as _
+except ImportError:  # pragma: no cover - depends on the Slicer build
+
+    def _(text):
+        return text
+
+
+from SaliencyMapsLib import nodes, params
+
+#
+# SaliencyMaps
+#
+
+REVIEW_CITATION = (
+    "K. Borys, Y. A. Schmitt, M. Nauta, C. Seifert, N. Kr\u00e4mer, C. M. Friedrich, F. Nensa. "
+    "Explainable AI in medical imaging: An overview for clinical practitioners \u2013 Saliency-based XAI approaches. "
+    "European Journal of Radiology 162 (2023) 110787, doi:10.1016/j.ejrad.2023.110787"
+)
+
+
+class SaliencyMaps(ScriptedLoadableModule):
+    """Uses ScriptedLoadableModule base class, available at:
+    https://github.com/Slicer/Slicer/blob/main/Base/Python/slicer/ScriptedLoadableModule.py
+    """
+
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("Saliency Maps")
+        self.parent.categories = [_("Explainable AI")]
+        self.parent.dependencies = []  # PyTorchUtils (SlicerPyTorch extension) is used when installed, not required to load
+        self.parent.contributors = ["napari-xai developers"]
+        self.parent.helpText = _(
+            """
+Attribution (saliency) maps of a PyTorch model's decision on a CT/MRI volume: which voxels drove the output
+for a class, or for a class over a region (a segment) of a segmentation network.
+Pick an input volume and a model file (TorchScript, torch.export archive, or weights with a JSON spec),
+choose a method and its parameters, press Apply. The map is a new volume on the input's grid, shown as the
+foreground layer over the scan: sequential colours for non-negative maps, diverging and symmetric for signed ones.
+Save it as NRRD/NIfTI (with its provenance) or take a screenshot of the views for a report.
+See <a href="https://github.com/napari-xai/napari-xai/tree/main/slicer_module">the module documentation</a>.
+"""
+        )
+        self.parent.acknowledgementText = _(
+            """
+Built on the napari-xai engine (Captum for backpropagation methods). The method catalogue follows the review:
+"""
+            + REVIEW_CITATION
+            + "."
+        )
+
+
+#
+# SaliencyMapsParameterNode
+#
+
+
+def _makeMethodEnum(choices):
+    """The method Enum from the engine's registry (member name = registry name, label = title and family)."""
+    methodEnum = enum.Enum("SaliencyMethod", [(name, name) for name, _label in choices], module=__name__)
+    labels = dict(choices)
+    # parameterNodeWrapper's combo-box connector shows label(member) when the Enum has one.
+    methodEnum.label = staticmethod(lambda member: labels.get(member.value, member.value))
+    return methodEnum
+
+
+_METHOD_CHOICES = params.method_choices()
+#: False when the engine was not importable at load time (only the fallback method is listed until reload).
+METHODS_FROM_REGISTRY = _METHOD_CHOICES is not params.FALLBACK_METHODS
+SaliencyMethod = _makeMethodEnum(_METHOD_CHOICES)
+DEFAULT_METHOD = (
+    SaliencyMethod[params.DEFAULT_METHOD] if params.DEFAULT_METHOD in SaliencyMethod.__members__ else next(iter(SaliencyMethod))
+)
+
+
+@parameterNodeWrapper
+class SaliencyMapsParameterNode:
+    """
+    The parameters needed by module.
+
+    inputVolume - The scan to explain.
+    modelPath - Model file: TorchScript, torch.export archive (.pt2), or weights / JSON spec.
+    method - Attribution method (from the engine's registry).
+    targetClass - Class index or label name; empty: the model's predicted class.
+    regionSegmentation - Optional segmentation holding the region (segmentation networks).
+    regionSegmentId - Segment of regionSegmentation used as the region.
+    regionReduce - How the class's logits are reduced over the region.
+    methodParameters - JSON {method: {parameter: value}}; controls are built from the method's spec.
+    memoryBudgetMB - Working memory for one batch of the method.
+    thresholdFraction - Non-negative maps: voxels below this fraction of the display maximum are transparent.
+    outputVolume - The map volume (created on Apply when empty).
+    """
+
+    inputVolume: vtkMRMLScalarVolumeNode
+    modelPath: pathlib.Path
+    method: SaliencyMethod = DEFAULT_METHOD
+    targetClass: str = ""
+    regionSegmentation: vtkMRMLSegmentationNode
+    regionSegmentId: str = ""
+    regionReduce: Annotated[str, Choice(["sum", "mean"])] = "sum"
+    methodParameters: str = "{}"
+    memoryBudgetMB: Annotated[int, WithinRange(64, 262144)] = 2048
+    thresholdFraction: Annotated[float, WithinRange(0.0, 1.0)] = 0.1
+    outputVolume: vtkMRMLScalarVolumeNode
+
+
+#
+# SaliencyMapsWidget
+#
+
+
+class SaliencyMapsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """Uses ScriptedLoadableModuleWidget base class, available at:
+    https://github.com/Slicer/Slicer/blob/main/Base/Python/slicer/ScriptedLoadableModule.py
+    """
+
+    def __init__(self, parent=None) -> None:
+        """Called when the user opens the module the first time and the widget is initialized."""
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)  # needed for parameter node observation
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._controlsForMethod = None
+        self._running = False
+
+    def setup(self) -> None:
+        """Called when the user opens the module the first time and the widget is initialized."""
+        import qt
+
+        ScriptedLoadableModuleWidget.setup(self)
+
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/SaliencyMaps.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+
+        self.logic = SaliencyMapsLogic()
+
+        # Method parameter controls are made from the engine's spec when the method changes.
+        self._methodParametersLayout = qt.QFormLayout(self.ui.methodParametersFrame)
+        self._methodParametersLayout.setContentsMargins(0, 0, 0, 0)
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.saveMapButton.connect("clicked(bool)", self.onSaveMapButton)
+        self.ui.screenshotButton.connect("clicked(bool)", self.onScreenshotButton)
+        self.ui.regionSegmentComboBox.connect("currentIndexChanged(int)", self.onRegionSegmentChanged)
+
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        """Called when the application closes and the module widget is destroyed."""
+        self.removeObservers()
+
+    def enter(self) -> None:
+        """Called each time the user opens this module."""
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        """Called each time the user opens a different module."""
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        """Called just before the scene is closed."""
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        """Called just after the scene is closed."""
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        """Ensure parameter node exists and observed."""
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.inputVolume:
+            firstVolumeNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+            if firstVolumeNode and not firstVolumeNode.GetAttribute(nodes.PROVENANCE_ATTRIBUTE):
+                self._parameterNode.inputVolume = firstVolumeNode
+
+    def setParameterNode(self, inputParameterNode) -> None:
+        """Set and observe parameter node; the GUI follows it (widgets carry the SlicerParameterName property)."""
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
+        self._parameterNode = inputParameterNode
+        self._controlsForMethod = None
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
+            self._onParameterNodeModified()
+
+    def _onParameterNodeModified(self, caller=None, event=None) -> None:
+        pn = self._parameterNode
+        if not pn:
+            return
+        if self._controlsForMethod != pn.method:
+            self._buildMethodParameterControls()
+        self._updateRegionSegments()
+        self._checkCanApply()
+
+    def _checkCanApply(self) -> None:
+        pn = self._parameterNode
+        modelPath = pn.modelPath if pn else None
+        ready = bool(pn and pn.inputVolume and modelPath and pathlib.Path(modelPath).is_file())
+        self.ui.applyButton.enabled = ready and not self._running
+        self.ui.applyButton.toolTip = _("Compute the map") if ready else _("Select an input volume and a model file")
+        hasMap = bool(pn and pn.outputVolume and pn.outputVolume.GetImageData())
+        self.ui.saveMapButton.enabled = hasMap
+        self.ui.screenshotButton.enabled = hasMap
+
+    # Method parameters, built from the engine's registry spec
+
+    def _buildMethodParameterControls(self) -> None:
+        import qt
+
+        layout = self._methodParametersLayout
+        while layout.count():
+            item = layout.takeAt(0)
+            if item.widget():
+                item.widget().deleteLater()
+        pn = self._parameterNode
+        self._controlsForMethod = pn.method
+        try:
+            spec = self.logic.methodSpec(pn.method)
+        except Exception as err:  # engine not installed yet (ImportError) or a broken install
+            logging.info(f"SaliencyMaps: method parameters unavailable: {err}")
+            self.ui.methodDescriptionLabel.text = _("Install the dependencies (press Apply) to see this method's parameters.")
+            return
+        self.ui.methodDescriptionLabel.text = f"{spec.summary}\n{spec.reference}"
+        self.ui.methodDescriptionLabel.toolTip = spec.reference
+        stored = params.load_values(pn.methodParameters, spec.name)
+        for control in params.control_specs(spec):
+            value = stored.get(control.name, control.default)
+            widget = self._makeControl(qt, control, value)
+            widget.toolTip = control.tooltip
+            widget.objectName = f"methodParameter_{control.name}"
+            layout.addRow(control.label, widget)
+
+    def _makeControl(self, qt, control, value):
+        store = lambda v, name=control.name: self._storeMethodParameter(name, v)  # noqa: E731
+        if control.kind == "bool":
+            widget = qt.QCheckBox()
+            widget.checked = bool(value)
+            widget.connect("toggled(bool)", store)
+        elif control.kind == "int":
+            widget = qt.QSpinBox()
+            widget.setRange(int(control.minimum), int(control.maximum))
+            widget.value = int(value)
+            widget.connect("valueChanged(int)", store)
+        elif control.kind == "float":
+            widget = qt.QDoubleSpinBox()
+            widget.decimals = control.decimals
+            widget.singleStep = control.step
+            widget.setRange(control.minimum, control.maximum)
+            widget.value = float(value)
+            widget.connect("valueChanged(double)", store)
+        elif control.kind == "choice":
+            widget = qt.QComboBox()
+            for choice in control.choices:
+                widget.addItem(choice)
+            widget.currentText = str(value)
+            widget.connect("currentTextChanged(QString)", lambda text, vt=control.value_type: store(params.convert_choice(text, vt)))
+        elif control.kind == "per_axis":
+            widget = qt.QLineEdit(params.format_value(value))
+            kind = int if control.value_type == "int" else float
+
+            def onEdited(widget=widget, kind=kind, name=control.name):
+                try:
+                    self._storeMethodParameter(name, params.parse_per_axis(widget.text, kind))
+                    widget.styleSheet = ""
+                except ValueError:
+                    widget.styleSheet = "color: red"
+
+            widget.connect("editingFinished()", onEdited)
+        else:
+            widget = qt.QLineEdit(str(value))
+            widget.connect("textChanged(QString)", store)
+        return widget
+
+    def _storeMethodParameter(self, name, value) -> None:
+        pn = self._parameterNode
+        if pn:
+            pn.methodParameters = params.store_value(pn.methodParameters, pn.method.value, name, value)
+
+    # Region segment
+
+    def _updateRegionSegments(self) -> None:
+        pn = self._parameterNode
+        combo = self.ui.regionSegmentComboBox
+        segmentation = pn.regionSegmentation if pn else None
+        segments = nodes.segment_ids(segmentation) if segmentation else []
+        wasBlocked = combo.blockSignals(True)
+        if segments != getattr(self, "_listedSegments", None):
+            self._listedSegments = segments
+            combo.clear()
+            combo.addItem(_("(none: the predicted mask)"), "")
+            for segmentId, name in segments:
+                combo.addItem(name, segmentId)
+        index = max(0, combo.findData(pn.regionSegmentId)) if pn and pn.regionSegmentId else 0
+        combo.currentIndex = index
+        combo.enabled = bool(segments)
+        combo.blockSignals(wasBlocked)
+
+    def onRegionSegmentChanged(self, index) -> None:
+        if self._parameterNode:
+            self._parameterNode.regionSegmentId = self.ui.regionSegmentComboBox.itemData(index) or ""
+
+    # Actions
+
+    def onApplyButton(self) -> None:
+        """Run the engine with a progress dialog, processing events between steps; Cancel stops it."""
+        if not self.logic.ensureDependencies():
+            return
+        if not METHODS_FROM_REGISTRY and params.method_choices() is not params.FALLBACK_METHODS:
+            # The method list was made before the engine was installed: reload to list every method.
+            slicer.util.reloadScriptedModule(self.moduleName)
+            slicer.util.infoDisplay(_("The engine is installed. Choose the method and its parameters, then press Apply again."))
+            return
+        dialog = slicer.util.createProgressDialog(
+            parent=slicer.util.mainWindow(), value=0, maximum=100, labelText=_("Preparing..."), windowTitle=_("Saliency map")
+        )
+        dialog.setCancelButtonText(_("Cancel"))
+
+        def onProgress(event):
+            dialog.setValue(int(round(100 * event.fraction)))
+            dialog.labelText = event.message or _("Working...")
+            slicer.app.processEvents()
+
+        self._running = True
+        self._checkCanApply()
+        try:
+            with slicer.util.tryWithErrorDisplay(_("Failed to compute the saliency map."), waitCursor=False):
+                from napari_xai.engine import Cancelled
+
+                try:
+                    self.logic.processParameterNode(self._parameterNode, onProgress=onProgress, shouldCancel=lambda: dialog.wasCanceled)
+                except Cancelled:
+                    slicer.util.showStatusMessage(_("Saliency map cancelled; the scene is unchanged."), 5000)
+        finally:
+            dialog.close()
+            self._running = False
+            self._checkCanApply()
+
+    def onSaveMapButton(self) -> None:
+        import qt
+
+        node = self._parameterNode.outputVolume
+        path = qt.QFileDialog.getSaveFileName(
+            slicer.util.mainWindow(), _("Save saliency map"), (node.GetName() or "map") + ".nrrd", "Volumes (*.nrrd *.nii.gz *.nii *.mha)"
+        )
+        if path:
+            with slicer.util.tryWithErrorDisplay(_("Failed to save the map."), waitCursor=True):
+                self.logic.saveMap(node, path)
+                slicer.util.showStatusMessage(_("Saved ") + path, 5000)
+
+    def onScreenshotButton(self) -> None:
+        import qt
+
+        path = qt.QFileDialog.getSaveFileName(slicer.util.mainWindow(), _("Save screenshot"), "saliency_map.png", "Images (*.png *.jpg)")
+        if path:
+            with slicer.util.tryWithErrorDisplay(_("Failed to save the screenshot."), waitCursor=True):
+                self.logic.captureScreenshot(path)
+                slicer.util.showStatusMessage(_("Saved ") + path, 5000)
+
+
+#
+# SaliencyMapsLogic
+#
+
+
+class SaliencyMapsLogic(ScriptedLoadableModuleLogic):
+    """This class implements all the actual computation done by the module.
+
+    It can be used without the widget (Python console, batch scripts)::
+
+        logic = slicer.util.getModuleLogic("SaliencyMaps")
+        mapNode, attribution = logic.process(volumeNode, "/path/model.pt", "integrated_gradients", target=1)
+
+    Geometry, colours and the region mask are handled by ``SaliencyMapsLib.nodes``;
+    the attribution is computed by ``napari_xai.engine``.
+    """
+
+    def __init__(self) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+        self._modelCache = {}
+
+    def getParameterNode(self):
+        return SaliencyMapsParameterNode(super().getParameterNode())
+
+    # Dependencies
+
+    @staticmethod
+    def dependenciesMissing():
+        """Import names napari-xai needs that are not installed in this Python (nothing is imported)."""
+        from SaliencyMapsLib import dependencies
+
+        return dependencies.missing_imports()
+
+    @staticmethod
+    def ensureDependencies(confirm=None, pipInstall=None, installTorch=None) -> bool:
+        """Install missing packages after asking the user; True when the engine can be imported.
+
+        torch comes from the PyTorch extension (PyTorchUtils); napari-xai is
+        installed without its dependencies and the rest under constraints that
+        keep Slicer's own SimpleITK and numpy.
+        """
+        from SaliencyMapsLib import dependencies
+
+        if not dependencies.missing_imports():
+            return True
+
+        def defaultInstallTorch():
+            try:
+                import PyTorchUtils
+            except ImportError:
+                slicer.util.errorDisplay(
+                    _("SaliencyMaps needs PyTorch. Install the PyTorch extension (Extensions Manager: PyTorch), restart Slicer and press Apply again.")
+                )
+                return None
+            return PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False)
+
+        return dependencies.ensure_dependencies(
+            confirm=confirm or (lambda text: slicer.util.confirmOkCancelDisplay(text, windowTitle=_("Install dependencies"))),
+            pip_install=pipInstall or slicer.util.pip_install,
+            install_torch=installTorch or defaultInstallTorch,
+        )
+
+    # Engine
+
+    @staticmethod
+    def methodSpec(method):
+        """The engine's spec of ``method`` (a :data:`SaliencyMethod` member or a registry name)."""
+        from napari_xai.engine import get_method
+
+        return get_method(method.value if isinstance(method, enum.Enum) else str(method))
+
+    def loadModel(self, modelPath):
+        """Load a model file safely (no arbitrary unpickling), cached by path and modification time."""
+        from napari_xai.engine import ModelError, load_model
+
+        path = pathlib.Path(modelPath) if modelPath else None
+        if path is None or str(path) in ("", ".") or not path.is_file():
+            raise ModelError(
+                f"No model file at {str(path) if path else '(empty)'}.",
+                "Choose a TorchScript file, a torch.export archive (.pt2), or a weights file with its JSON spec.",
+            )
+        key = (str(path.resolve()), path.stat().st_mtime_ns)
+        if key not in self._modelCache:
+            self._modelCache.clear()
+            self._modelCache[key] = load_model(path)
+        return self._modelCache[key]
+
+    @staticmethod
+    def regionMask(segmentationNode, segmentId, inputVolume):
+        """The segment as a boolean mask on the input volume's grid, or None when no segment is chosen."""
+        if segmentationNode is None or not segmentId:
+            return None
+        return nodes.segment_to_mask(segmentationNode, segmentId, inputVolume)
+
+    def run(self, inputVolume, model, method, target=None, region=None, reduce="sum", methodParameters=None,
+            memoryBudgetMB=None, onProgress=None, shouldCancel=None):
+        """Compute the attribution; the scene is not touched.
+
+        :param model: a model file path, a ``LoadedModel`` or an ``nn.Module``.
+        :param method: registry name or :data:`SaliencyMethod` member.
+        :param region: boolean mask ``(k, j, i)`` on the input's grid, or None.
+        :returns: ``napari_xai.engine.Attribution`` on the input's grid.
+        :raises napari_xai.engine.XAIError: bad input, with a message naming the fix.
+        :raises napari_xai.engine.Cancelled: ``shouldCancel()`` returned True.
+        """
+        from napari_xai.engine import explain
+
+        if isinstance(model, (str, os.PathLike)):
+            model = self.loadModel(model)
+        methodName = method.value if isinstance(method, enum.Enum) else str(method)
+        scan = nodes.scan_from_volume_node(inputVolume)
+        kwargs = dict(methodParameters or {})
+        if region is not None:
+            kwargs.update(region=region, reduce=reduce)
+        return explain(
+            model, scan, methodName, target,
+            on_progress=onProgress, should_cancel=shouldCancel, memory_budget_mb=memoryBudgetMB, **kwargs,
+        )
+
+    def showMap(self, inputVolume, attribution, outputVolume=None, thresholdFraction=0.1, showResult=True):
+        """Put an attribution into a volume node aligned with the input, coloured, and (optionally) shown over it."""
+        name = f"{inputVolume.GetName()} {attribution.name}"
+        outputNode = nodes.create_map_volume(inputVolume, attribution.values, name, outputVolume)
+        try:
+            nodes.set_provenance(outputNode, attribution.provenance(), attribution.sign)
+            outputNode.SetAttribute("SaliencyMaps.caption", attribution.caption())
+            settings = nodes.apply_display(outputNode, attribution.values, attribution.sign, thresholdFraction)
+        except Exception:
+            if outputVolume is None:  # leave the scene as it was
+                outputNode.GetScene().RemoveNode(outputNode)
+            raise
+        if showResult:
+            nodes.show_as_foreground(outputNode.GetScene(), inputVolume, outputNode, settings.opacity)
+            from SaliencyMapsLib import views
+
+            if views.app_available():
+                views.fit_slice_views()
+        return outputNode
+
+    def process(self, inputVolume, model, method, target=None, regionSegmentation=None, regionSegmentId="",
+                reduce="sum", methodParameters=None, outputVolume=None, memoryBudgetMB=None, thresholdFraction=0.1,
+                showResult=True, onProgress=None, shouldCancel=None):
+        """Run the whole path: region mask, engine, output volume, display.
+
+        Nothing is added to or changed in the scene unless the engine succeeds
+        (errors and Cancel leave it as it was).
+
+        :returns: ``(outputVolumeNode, attribution)``.
+        """
+        if inputVolume is None:
+            from napari_xai.engine import ImageError
+
+            raise ImageError("No input volume is selected.", "Select the scan to explain as the input volume.")
+        import time
+
+        startTime = time.time()
+        logging.info("Saliency map started")
+        region = self.regionMask(regionSegmentation, regionSegmentId, inputVolume)
+        attribution = self.run(inputVolume, model, method, target, region, reduce, methodParameters, memoryBudgetMB, onProgress, shouldCancel)
+        outputNode = self.showMap(inputVolume, attribution, outputVolume, thresholdFraction, showResult)
+        logging.info(f"Saliency map completed in {time.time() - startTime:.2f} seconds: {attribution.caption()}")
+        return outputNode, attribution
+
+    def processParameterNode(self, parameterNode, onProgress=None, shouldCancel=None):
+        """:meth:`process` with the choices stored in a :class:`SaliencyMapsParameterNode`; sets its outputVolume."""
+        pn = parameterNode
+        spec = self.methodSpec(pn.method)
+        outputNode, attribution = self.process(
+            pn.inputVolume,
+            pn.modelPath,
+            pn.method,
+            target=params.parse_target(pn.targetClass),
+            regionSegmentation=pn.regionSegmentation,
+            regionSegmentId=pn.regionSegmentId,
+            reduce=pn.regionReduce,
+            methodParameters=params.method_params(pn.methodParameters, spec),
+            outputVolume=pn.outputVolume,
+            memoryBudgetMB=pn.memoryBudgetMB,
+            thresholdFraction=pn.thresholdFraction,
+            onProgress=onProgress,
+            shouldCancel=shouldCancel,
+        )
+        pn.outputVolume = outputNode
+        return outputNode, attribution
+
+    # Export
+
+    @staticmethod
+    def saveMap(mapVolume, path):
+        """Save a map (NRRD/NIfTI/MHA) with its geometry, and its provenance as ``<path>.json``."""
+        return nodes.save_map(mapVolume, path)
+
+    @staticmethod
+    def captureScreenshot(path):
+        """Screenshot of the view layout (inside the application only)."""
+        from SaliencyMapsLib import views
+
+        return views.capture_slice_views(path)
+
+
+#
+# SaliencyMapsTest
+#
+
+
+class SaliencyMapsTest(ScriptedLoadableModuleTest):
+    """The whole path on a synthetic oblique, anisotropic volume with a tiny network.
+
+    Run inside Slicer (see slicer_module/README.md), from the repository root::
+
+        Slicer --no-splash --testing --additional-module-paths slicer_module/SaliencyMaps \\
+          --python-code "import slicer.testing; slicer.testing.runUnitTest(['slicer_module/SaliencyMaps'], 'SaliencyMaps')"
+
+    or press "Reload and Test" in the module's Reload & Test section (developer mode).
+    The tests also run outside the application (against slicer-core) from
+    ``tests/slicer``; the screenshot step then is skipped.
+    """
+
+    def setUp(self):
+        """Reset the state: a cleared scene."""
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        """Run as few or as many tests as needed here."""
+        self.setUp()
+        self.test_SaliencyMaps_alignedMap()
+        self.setUp()
+        self.test_SaliencyMaps_regionAndCancel()
+
+    # helpers
+
+    @staticmethod
+    def _syntheticVolume(scene, name="synthetic"):
+        """A 9x10x11 float volume with an oblique, anisotropic IJKToRAS and a bright blob."""
+        import numpy as np
+
+        angle = np.deg2rad(25.0)
+        rotation = np.array([[np.cos(angle), -np.sin(angle), 0.0], [np.sin(angle), np.cos(angle), 0.0], [0.0, 0.0, 1.0]])
+        ijkToRas = np.eye(4)
+        ijkToRas[:3, :3] = rotation @ np.diag([0.8, 1.2, 2.5])
+        ijkToRas[:3, 3] = [10.0, -20.0, 5.0]
+        volume = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+        volume.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(ijkToRas))
+        array = np.random.default_rng(0).normal(size=(9, 10, 11)).astype(np.float32)
+        array[3:6, 4:7, 4:8] += 4.0
+        slicer.util.updateVolumeFromArray(volume, array)
+        volume.CreateDefaultDisplayNodes()
+        return volume, ijkToRas
+
+    @staticmethod
+    def _tinyModel(segmentation=False):
+        import torch
+
+        torch.manual_seed(0)
+        conv = torch.nn.Conv3d(1, 4, 3, padding=1)
+        if segmentation:
+            return torch.nn.Sequential(conv, torch.nn.ReLU(), torch.nn.Conv3d(4, 2, 1)).eval()
+        return torch.nn.Sequential(conv, torch.nn.ReLU(), torch.nn.AdaptiveAvgPool3d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2)).eval()
+
+    # tests
+
+    def test_SaliencyMaps_alignedMap(self):
+        """Model file -> Apply -> a map volume with the input's IJKToRAS, coloured, in the foreground, saved."""
+        import tempfile
+
+        import numpy as np
+        import torch
+
+        self.delayDisplay("Starting the test: aligned map")
+        scene = slicer.mrmlScene
+        volume, ijkToRas = self._syntheticVolume(scene)
+        composite = scene.GetFirstNodeByClass("vtkMRMLSliceCompositeNode") or scene.AddNewNodeByClass("vtkMRMLSliceCompositeNode")
+
+        tmp = pathlib.Path(tempfile.mkdtemp(prefix="SaliencyMapsTest-"))
+        modelPath = tmp / "tiny.pt"
+        torch.jit.script(self._tinyModel()).save(str(modelPath))
+
+        logic = SaliencyMapsLogic()
+        pn = logic.getParameterNode()
+        pn.inputVolume = volume
+        pn.modelPath = modelPath
+        pn.method = SaliencyMethod["vanilla_gradient"] if "vanilla_gradient" in SaliencyMethod.__members__ else DEFAULT_METHOD
+        pn.targetClass = "1"
+        events = []
+        mapNode, attribution = logic.processParameterNode(pn, onProgress=events.append)
+        self.assertIs(pn.outputVolume, mapNode)
+        self.assertTrue(events)
+        np.testing.assert_allclose(nodes.ijk_to_ras(mapNode), ijkToRas, atol=1e-9)
+        np.testing.assert_allclose(slicer.util.arrayFromVolume(mapNode), attribution.values)
+        self.assertEqual(composite.GetForegroundVolumeID(), mapNode.GetID())
+        self.assertEqual(composite.GetBackgroundVolumeID(), volume.GetID())
+        self.assertGreater(composite.GetForegroundOpacity(), 0.0)
+        self.assertIsNotNone(mapNode.GetDisplayNode().GetColorNode())
+
+        saved = logic.saveMap(mapNode, tmp / "map.nrrd")
+        self.assertTrue(saved.is_file() and pathlib.Path(str(saved) + ".json").is_file())
+        reloaded = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "reloaded")
+        storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+        storage.SetFileName(str(saved))
+        self.assertTrue(storage.ReadData(reloaded))
+        np.testing.assert_allclose(nodes.ijk_to_ras(reloaded), ijkToRas, atol=1e-5)
+
+        from SaliencyMapsLib import views
+
+        if views.app_available():
+            shot = logic.captureScreenshot(tmp / "views.png")
+            self.assertTrue(shot.is_file() and shot.stat().st_size > 0)
+        self.delayDisplay("Test passed: aligned map")
+
+    def test_SaliencyMaps_regionAndCancel(self):
+        """A segment as the region of a segmentation network; Cancel and bad input leave the scene unchanged."""
+        import numpy as np
+
+        from napari_xai.engine import Cancelled, XAIError
+
+        self.delayDisplay("Starting the test: region, cancel, bad input")
+        scene = slicer.mrmlScene
+        volume, _ijkToRas = self._syntheticVolume(scene)
+        labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "region")
+        labelmap.CopyOrientation(volume)
+        labels = np.zeros((9, 10, 11), dtype=np.uint8)
+        labels[3:6, 4:7, 4:8] = 1
+        slicer.util.updateVolumeFromArray(labelmap, labels)
+        segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "regions")
+        segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+        self.assertTrue(slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, segmentation))
+        scene.RemoveNode(labelmap)
+        segmentId = segmentation.GetSegmentation().GetNthSegmentID(0)
+
+        logic = SaliencyMapsLogic()
+        mask = logic.regionMask(segmentation, segmentId, volume)
+        np.testing.assert_array_equal(mask, labels > 0)
+
+        model = self._tinyModel(segmentation=True)
+        before = scene.GetNumberOfNodes()
+        with self.assertRaises(Cancelled):
+            logic.process(volume, model, "occlusion", target=1, regionSegmentation=segmentation, regionSegmentId=segmentId,
+                          methodParameters={"window": 4, "stride": 2}, shouldCancel=lambda: True)
+        self.assertEqual(scene.GetNumberOfNodes(), before)
+        with self.assertRaises(XAIError):
+            logic.process(volume, model, "occlusion", target=7, regionSegmentation=segmentation, regionSegmentId=segmentId)
+        self.assertEqual(scene.GetNumberOfNodes(), before)
+
+        mapNode, attribution = logic.process(volume, model, "occlusion", target=1, regionSegmentation=segmentation,
+                                             regionSegmentId=segmentId, methodParameters={"window": 4, "stride": 2})
+        self.assertEqual(attribution.target.get("task"), "segmentation")
+        self.assertEqual(slicer.util.arrayFromVolume(mapNode).shape, (9, 10, 11))
+        self.delayDisplay("Test passed: region, cancel, bad input")

@@ -1,0 +1,16 @@
+"""Plain-Python code of the SaliencyMaps module: no qt, ctk or ScriptedLoadableModule imports.
+
+- :mod:`.nodes`: MRML node code (volume <-> engine image, output map volume,
+  colour tables, display, foreground layer, segment -> region mask, saving).
+  Works on any ``vtkMRMLScene``, so it is tested against ``slicer-core`` (real
+  MRML from PyPI, no Qt) outside the application.
+- :mod:`.params`: method parameter controls described from the engine's
+  registry specs, target parsing, the method parameter store.
+- :mod:`.dependencies`: what is missing from Slicer's Python and how to
+  install it (with the user's consent, never at import time).
+- :mod:`.views`: the few application-only steps (fitting slice views, screenshots).
+
+The engine (``napari_xai.engine``, which imports torch) is imported lazily,
+inside the functions that need it, so that importing this package never
+needs torch.
+"""

@@ -1,0 +1,167 @@
+"""Method choices and parameter controls, described from the engine's registry.
+
+The widget builds one control per :class:`~napari_xai.engine.ParamSpec` of
+the selected method from :func:`control_specs`; nothing here is written per
+method, so methods added to the engine appear in Slicer with their controls.
+Values live in the parameter node as one JSON string (``methodParameters``):
+``{method name: {parameter: value}}``, so each method keeps its own settings.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass
+from typing import Any
+
+#: Shown when the engine cannot be imported yet (napari-xai or torch not installed
+#: in Slicer's Python): the module still loads; after installing, it reloads with
+#: the registry's full list.
+FALLBACK_METHODS = (("integrated_gradients", "Integrated Gradients"),)
+
+#: The default method: signed, complete (sums to the score difference), cheap enough on a CPU.
+DEFAULT_METHOD = "integrated_gradients"
+
+
+def engine_available() -> bool:
+    """True when napari-xai and torch can be imported (without importing them)."""
+    return all(importlib.util.find_spec(name) is not None for name in ("napari_xai", "torch"))
+
+
+def method_choices() -> tuple[tuple[str, str], ...]:
+    """``(registry name, menu label)`` of every registered method, in catalogue order.
+
+    Imports the engine (and torch) when it is installed; otherwise
+    :data:`FALLBACK_METHODS`. Never installs anything.
+    """
+    if not engine_available():
+        return FALLBACK_METHODS
+    try:
+        from napari_xai.engine import list_methods
+
+        return tuple((spec.name, f"{spec.title} ({spec.family})") for spec in list_methods())
+    except Exception:  # a broken install must not stop Slicer from loading the module
+        return FALLBACK_METHODS
+
+
+@dataclass(frozen=True)
+class ControlSpec:
+    """What widget to make for one method parameter, and how.
+
+    ``kind`` is one of ``bool`` (check box), ``int`` (spin box), ``float``
+    (double spin box), ``choice`` (combo box of ``choices``), ``text`` (line
+    edit), ``per_axis`` (line edit taking one number or one per axis ``z, y, x``).
+    """
+
+    name: str
+    kind: str
+    label: str
+    default: Any
+    tooltip: str
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+    decimals: int = 0
+    step: float = 1.0
+    value_type: str = "str"
+
+
+def control_specs(method_spec: Any) -> list[ControlSpec]:
+    """One :class:`ControlSpec` per parameter of a :class:`~napari_xai.engine.MethodSpec`."""
+    out = []
+    for p in method_spec.params:
+        vt = getattr(p.type, "__name__", "str")
+        label = p.name.replace("_", " ").capitalize() + ":"
+        tooltip = p.help + (f" Default: {p.default}." if p.default != "" else "")
+        lo = p.min if p.min is not None else None
+        hi = p.max if p.max is not None else None
+        if p.choices:
+            out.append(ControlSpec(p.name, "choice", label, p.default, tooltip, choices=tuple(str(c) for c in p.choices), value_type=vt))
+        elif p.type is bool:
+            out.append(ControlSpec(p.name, "bool", label, bool(p.default), tooltip, value_type=vt))
+        elif p.per_axis:
+            out.append(ControlSpec(p.name, "per_axis", label, p.default, tooltip + " One value, or one per axis: z, y, x.", lo, hi, value_type=vt))
+        elif p.type is int:
+            out.append(ControlSpec(p.name, "int", label, int(p.default), tooltip, -(2**31) if lo is None else lo, 2**31 - 1 if hi is None else hi, value_type=vt))
+        elif p.type is float:
+            span = (hi - lo) if lo is not None and hi is not None else None
+            decimals = 4 if span is None or span <= 10 else 2
+            out.append(
+                ControlSpec(p.name, "float", label, float(p.default), tooltip, -1e9 if lo is None else lo, 1e9 if hi is None else hi,
+                            decimals=decimals, step=(span / 100.0) if span else 0.1, value_type=vt)
+            )
+        else:
+            out.append(ControlSpec(p.name, "text", label, "" if p.default is None else str(p.default), tooltip, value_type=vt))
+    return out
+
+
+def format_value(value: Any) -> str:
+    """Text for a line edit: ``8`` or ``8, 8, 4`` for per-axis tuples."""
+    if isinstance(value, (tuple, list)):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def parse_per_axis(text: str, type_: type) -> Any:
+    """``"8"`` -> 8, ``"8, 8, 4"`` -> (8, 8, 4); the engine checks the bounds.
+
+    Raises
+    ------
+    ValueError
+        Not numbers.
+    """
+    parts = [t for t in text.replace(";", ",").replace(" ", ",").split(",") if t.strip()]
+    if not parts:
+        raise ValueError("empty")
+    values = tuple(type_(float(t)) if type_ is int and float(t).is_integer() else type_(t) for t in parts)
+    return values[0] if len(values) == 1 else values
+
+
+def convert_choice(text: str, value_type: str) -> Any:
+    """A combo box's text back to the parameter's type (choices may be numbers)."""
+    if value_type == "int":
+        return int(text)
+    if value_type == "float":
+        return float(text)
+    if value_type == "bool":
+        return text == "True"
+    return text
+
+
+def load_values(store: str, method: str) -> dict[str, Any]:
+    """The values saved for ``method`` in a ``methodParameters`` JSON string (only those set)."""
+    try:
+        data = json.loads(store or "{}")
+    except json.JSONDecodeError:
+        return {}
+    values = data.get(method, {}) if isinstance(data, dict) else {}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
+def store_value(store: str, method: str, name: str, value: Any) -> str:
+    """A new ``methodParameters`` JSON string with ``method``'s parameter ``name`` set to ``value``."""
+    try:
+        data = json.loads(store or "{}")
+    except json.JSONDecodeError:
+        data = {}
+    if not isinstance(data, dict):
+        data = {}
+    data.setdefault(method, {})[name] = list(value) if isinstance(value, tuple) else value
+    return json.dumps(data, sort_keys=True)
+
+
+def method_params(store: str, method_spec: Any) -> dict[str, Any]:
+    """The stored values of ``method_spec``'s parameters, unknown names dropped (the engine fills defaults)."""
+    names = {p.name for p in method_spec.params}
+    return {k: v for k, v in load_values(store, method_spec.name).items() if k in names}
+
+
+def parse_target(text: str) -> int | str | None:
+    """The target field: empty -> None (the predicted class), ``"2"`` -> 2, ``"lesion"`` -> ``"lesion"``."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return text

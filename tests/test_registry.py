@@ -1,0 +1,62 @@
+"""The method registry: every method describes itself completely, and parameters are checked against it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from napari_xai.engine import MethodError, get_method, list_methods
+from napari_xai.engine.registry import FAMILIES, NEEDS, SIGNS
+
+FIRST_METHODS = {"vanilla_gradient", "integrated_gradients", "grad_cam", "occlusion"}
+
+
+def test_first_methods_are_registered():
+    assert FIRST_METHODS <= {m.name for m in list_methods()}
+
+
+@pytest.mark.parametrize("spec", list_methods(), ids=lambda s: s.name)
+def test_each_method_declares_name_family_reference_needs_sign_and_params(spec):
+    assert spec.family in FAMILIES and spec.sign in SIGNS
+    assert spec.needs and set(spec.needs) <= set(NEEDS)
+    assert spec.model_agnostic == (spec.needs == frozenset({"forward"}))
+    assert spec.reference and spec.summary and spec.title
+    for p in spec.params:
+        assert p.help and p.type in (int, float, bool, str)
+        assert p.coerce(p.default, spec.title) == p.default  # defaults pass their own checks
+        if p.choices:
+            assert p.default in p.choices
+        if p.min is not None and p.type in (int, float):
+            assert p.min <= p.default <= (p.max if p.max is not None else p.default)
+    json.dumps(spec.to_dict())  # hosts read it as plain JSON
+    if spec.sign_param:
+        assert spec.param(spec.sign_param).type is bool
+
+
+def test_methods_are_listed_in_catalogue_order_and_by_family():
+    families = [m.family for m in list_methods()]
+    assert families == sorted(families, key=FAMILIES.index)
+    assert all(m.family == "perturbation" for m in list_methods("perturbation"))
+
+
+@pytest.mark.parametrize("name", ["grad_cam", "Grad-CAM", "grad cam", "INTEGRATED_GRADIENTS", "Integrated Gradients"])
+def test_lookup_by_key_or_title(name):
+    assert get_method(name).name in {"grad_cam", "integrated_gradients"}
+
+
+def test_validate_params_fills_defaults_and_coerces():
+    ig = get_method("integrated_gradients")
+    assert ig.validate_params({}) == ig.defaults()
+    assert ig.validate_params({"steps": 10.0})["steps"] == 10
+    with pytest.raises(MethodError, match="not a int"):
+        ig.validate_params({"steps": 2.5})
+    with pytest.raises(MethodError, match="not a bool"):
+        get_method("grad_cam").validate_params({"relu": "yes"})
+    assert get_method("occlusion").validate_params({"window": [2, 3, 4]})["window"] == (2, 3, 4)
+
+
+def test_output_sign_follows_the_sign_parameter():
+    g = get_method("vanilla_gradient")
+    assert g.output_sign({"absolute": True}) == "non-negative"
+    assert g.output_sign({"absolute": False}) == "signed"
