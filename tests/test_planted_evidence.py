@@ -13,6 +13,16 @@ from .planted import planted_case, positive_mass_in_box
 FAST = {
     "occlusion": {"window": 3, "stride": 2},
     "integrated_gradients": {"steps": 16},
+    "lime": {"n_samples": 300},
+    "kernel_shap": {"n_samples": 300},
+    "rise": {"n_masks": 500},
+    "hipe": {"min_cell": 2},
+    "meaningful_perturbation": {"iterations": 60, "mask_stride": 2},
+    "extremal_perturbation": {"iterations": 150, "mask_stride": 2, "sigma_cells": 0.5},
+    "smoothgrad": {"n_samples": 8},
+    "smoothgrad_sq": {"n_samples": 8},
+    "vargrad": {"n_samples": 8},
+    "deeplift_shap": {"n_baselines": 3},
 }
 
 MAP_METHODS = [m.name for m in list_methods() if m.family != "activation maximisation"]

@@ -24,6 +24,10 @@ class Attribution:
     ----------
     values : numpy.ndarray
         float32 map on the input image's spatial grid, ``(y, x)`` or ``(z, y, x)``.
+        For methods whose spec says ``output="image"`` (activation
+        maximisation) it is a synthetic image in the model's intensities, with
+        a leading channel axis ``(C, *spatial)`` when the model takes more than
+        one channel.
     geometry : Geometry
         The input image's geometry (exactly).
     method : str

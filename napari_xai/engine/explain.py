@@ -121,14 +121,16 @@ def explain_iter(
         values = yield from method_spec.run(ctx, checked)
         t_back = time.perf_counter()
     values = np.asarray(values, dtype=np.float32)
-    if values.ndim == x.ndim - 1:  # per-channel map: one map on the spatial grid
+    keep_channels = method_spec.output == "image" and values.ndim == x.ndim - 1 and values.shape[0] > 1
+    if values.ndim == x.ndim - 1 and not keep_channels:  # per-channel map: one map on the spatial grid
         values = values.sum(axis=0)
     if not np.isfinite(values).all():
         raise MethodError(
             f"{method_spec.title} produced NaN or infinite values on this model and image.",
             "Check the model for unstable operations (log of zero, division), or try another method.",
         )
-    on_scan = to_scan_grid(values, msi)
+    # a multi-channel synthetic image (activation maximisation) keeps its channels: each goes back to the scan grid
+    on_scan = np.stack([to_scan_grid(v, msi) for v in values]) if keep_channels else to_scan_grid(values, msi)
     t_end = time.perf_counter()
     return Attribution(
         values=on_scan,

@@ -16,6 +16,8 @@ from .errors import MethodError
 FAMILIES = ("perturbation", "backpropagation", "class activation", "activation maximisation")
 NEEDS = ("gradients", "layer", "forward")
 SIGNS = ("signed", "non-negative")
+#: What a method returns: an attribution ``map`` (channels are summed) or an ``image`` (activation maximisation; channels kept).
+OUTPUTS = ("map", "image")
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,10 @@ class MethodSpec:
     sign_param : str, optional
         A bool parameter that, when True, makes a signed method's output
         non-negative (e.g. ``absolute`` for gradients, ``relu`` for Grad-CAM).
+    output : str
+        One of :data:`OUTPUTS`: ``map`` (an attribution map; a per-channel
+        result is summed over channels) or ``image`` (a synthetic image in
+        model space, e.g. activation maximisation; channels are kept).
     """
 
     name: str
@@ -147,9 +153,11 @@ class MethodSpec:
     run: Callable[..., Generator[Any, None, Any]] = field(repr=False, compare=False)
     stochastic: bool = False
     sign_param: str | None = None
+    output: str = "map"
 
     def __post_init__(self) -> None:
         assert self.family in FAMILIES, self.family
+        assert self.output in OUTPUTS, self.output
         assert set(self.needs) <= set(NEEDS), self.needs
         assert self.sign in SIGNS, self.sign
 
@@ -199,6 +207,7 @@ class MethodSpec:
             "sign": self.sign,
             "model_agnostic": self.model_agnostic,
             "stochastic": self.stochastic,
+            "output": self.output,
             "params": [p.to_dict() for p in self.params],
         }
 

@@ -1,0 +1,652 @@
+"""What the dock widget does, without Qt: models, method menus, parameter forms, runs, results, compare, export.
+
+The widget (``_qt/_dock_widget.py``) only wires signals to these functions, as
+in napari-animation; the compute is one generator (:func:`run_jobs`, wrapping
+the engine's :func:`~napari_xai.engine.explain_iter`) that tests can drain
+synchronously and the widget runs in a thread worker, as in stardist-napari.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Generator, Iterable
+
+import numpy as np
+
+from napari_xai.engine import (
+    Attribution,
+    ImageError,
+    LoadedModel,
+    MethodSpec,
+    ParamSpec,
+    Progress,
+    ScanImage,
+    explain_iter,
+    list_methods,
+    load_model,
+)
+from napari_xai.engine.display import display_settings
+from napari_xai.engine.overlay import render_overlay
+from napari_xai.engine.registry import FAMILIES
+
+from ._layers import PROVENANCE_KEY, attribution_from_layer, result_layer_kwargs, scan_from_layer
+
+#: Set to 1 to run everything on the main thread (for debugging with pdb or a profiler).
+NO_THREADS_ENV = "NAPARI_XAI_NO_THREADS"
+#: Metadata key naming the source layer a result was computed on.
+SOURCE_KEY = "napari_xai_source"
+#: Metadata key marking layers added for the compare grid (scan underlays).
+COMPARE_KEY = "napari_xai_compare"
+#: Export layouts: the canvas as shown, orthogonal slices through the cursor, an axial montage.
+EXPORT_LAYOUTS = ("current view", "orthogonal", "montage")
+#: Method selected when the widget opens (fast and faithful on the sample model), if registered.
+DEFAULT_METHOD = "integrated_gradients"
+
+
+def threads_disabled() -> bool:
+    """True when ``NAPARI_XAI_NO_THREADS`` asks for runs on the main thread."""
+    return os.environ.get(NO_THREADS_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def sample_models(folder: str | os.PathLike | None = None) -> dict[str, Path]:
+    """Bundled sample models: every ``*.json`` spec in ``napari_xai/samples`` with a ``weights`` field whose file exists.
+
+    Returns
+    -------
+    dict
+        Display name (the spec's ``name``, else the file stem) -> spec path, sorted by name.
+    """
+    if folder is None:
+        from napari_xai.samples import SAMPLES_DIR
+
+        folder = SAMPLES_DIR
+    found: dict[str, Path] = {}
+    for path in sorted(Path(folder).glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(data, dict) or not data.get("weights"):
+            continue
+        if not (path.parent / str(data["weights"])).is_file():
+            continue
+        found[str(data.get("name") or path.stem)] = path
+    return dict(sorted(found.items()))
+
+
+_MODEL_CACHE: dict[tuple[str, float], LoadedModel] = {}
+
+
+def get_model(model: Any) -> LoadedModel:
+    """A :class:`LoadedModel` for a path (cached by path and modification time) or an in-process model."""
+    if isinstance(model, LoadedModel):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        p = Path(model).resolve()
+        key = (str(p), p.stat().st_mtime if p.exists() else 0.0)
+        if key not in _MODEL_CACHE:
+            _MODEL_CACHE[key] = load_model(p)
+        return _MODEL_CACHE[key]
+    from napari_xai.engine.models.loading import as_loaded_model
+
+    return as_loaded_model(model)
+
+
+def default_sample_model(samples: dict[str, Path] | None = None) -> Path | None:
+    """The sample classifier if it is there, else the first sample model, else None."""
+    from napari_xai.samples import LESION_CLASSIFIER_SPEC
+
+    samples = sample_models() if samples is None else samples
+    for path in samples.values():
+        if Path(path).resolve() == Path(LESION_CLASSIFIER_SPEC).resolve():
+            return path
+    return next(iter(samples.values()), None)
+
+
+def model_label(model: Any) -> str:
+    """A short name for a model choice."""
+    if isinstance(model, (str, os.PathLike)):
+        return Path(model).name
+    if isinstance(model, LoadedModel):
+        return model.name
+    return f"<{type(model).__name__}>"
+
+
+@dataclass
+class Prediction:
+    """The model's decision on the unperturbed scan, for the target menu.
+
+    Parameters
+    ----------
+    task : str
+        ``classification``, ``segmentation`` or ``regression``.
+    class_index : int or None
+        The predicted (dominant) class.
+    label : str or None
+        Its name from the spec.
+    score : float
+        Probability (classification, softmax), predicted voxel count (segmentation) or output (regression).
+    n_classes : int
+        Number of output classes.
+    labels : list of str
+        Class names (from the spec, else ``class k``).
+    """
+
+    task: str
+    class_index: int | None
+    label: str | None
+    score: float
+    n_classes: int
+    labels: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        """E.g. ``predicted: lesion (p = 0.93)``."""
+        if self.task == "regression":
+            return f"output = {self.score:.4g}"
+        name = self.label or f"class {self.class_index}"
+        if self.task == "segmentation":
+            return f"predicted: {name} ({int(self.score)} voxels of the model grid)"
+        return f"predicted: {name} (p = {self.score:.2f})"
+
+
+def predict(model: Any, scan: ScanImage) -> Prediction:
+    """Run the model once on ``scan`` (as the engine feeds it) and report the predicted class.
+
+    Raises
+    ------
+    XAIError
+        The model does not fit the image (same messages as a run).
+    """
+    import torch
+
+    from napari_xai.engine.explain import _eval_mode, _forward_once
+    from napari_xai.engine.model_space import to_model_space
+    from napari_xai.engine.targets import resolve_target
+
+    loaded = get_model(model)
+    msi = to_model_space(scan, loaded.spec)
+    with _eval_mode(loaded.module):
+        output = _forward_once(loaded.module, msi.tensor)
+    resolved = resolve_target(output, msi.tensor, loaded.spec, None, None)
+    n = int(output.shape[1]) if output.ndim >= 2 else 1
+    labels = list(loaded.spec.labels) if loaded.spec.labels else [f"class {k}" for k in range(n)]
+    if resolved.task == "classification":
+        score = float(torch.softmax(output[0].double(), dim=0)[resolved.class_index])
+    elif resolved.task == "segmentation":
+        score = float(resolved.region.sum())
+    else:
+        score = float(output.reshape(-1)[0])
+    return Prediction(resolved.task, resolved.class_index, resolved.label, score, n, labels)
+
+
+def target_choices(prediction: Prediction | None, labels: list[str] | None) -> list[tuple[str, Any]]:
+    """Target menu entries ``(text, value)``: the predicted class first (value None), then each class by name."""
+    first = f"{prediction.describe()}" if prediction is not None else "predicted class"
+    names = (prediction.labels if prediction is not None else None) or labels or []
+    if prediction is not None and prediction.task == "regression":
+        return [(first, None)]
+    return [(first, None)] + [(f"{k}: {name}", k) for k, name in enumerate(names)]
+
+
+# ----------------------------------------------------------------------------- methods and parameters
+
+
+def methods_by_family() -> list[tuple[str, list[MethodSpec]]]:
+    """Registered methods grouped by family, families in catalogue order (new methods appear by themselves)."""
+    groups: dict[str, list[MethodSpec]] = {}
+    for spec in list_methods():
+        groups.setdefault(spec.family, []).append(spec)
+    order = list(FAMILIES) + sorted(set(groups) - set(FAMILIES))
+    return [(fam, groups[fam]) for fam in order if fam in groups]
+
+
+def method_help(spec: MethodSpec) -> str:
+    """One line for the method's help label: summary, then the reference."""
+    return f"{spec.summary} ({spec.reference})" if spec.reference else spec.summary
+
+
+def param_widget_options(p: ParamSpec) -> dict[str, Any]:
+    """Keyword arguments for ``magicgui.widgets.create_widget`` for one parameter spec.
+
+    One rule for every method: booleans are check boxes, numbers spin boxes
+    bounded by the spec, strings with choices combo boxes, per-axis numbers a
+    text field taking one value or ``z, y, x``. The tooltip is the spec's help.
+    """
+    opts: dict[str, Any] = {"name": p.name, "label": p.name.replace("_", " "), "options": {"tooltip": p.help}}
+    if p.per_axis:
+        opts.update(value=str(p.default), widget_type="LineEdit")
+        opts["options"]["tooltip"] = f"{p.help} One value, or z, y, x."
+    elif p.type is bool:
+        opts.update(value=bool(p.default), widget_type="CheckBox")
+    elif p.type is int:
+        opts.update(value=int(p.default), widget_type="SpinBox")
+        opts["options"].update(min=int(p.min) if p.min is not None else -(2**31), max=int(p.max) if p.max is not None else 2**31 - 1)
+    elif p.type is float:
+        lo = float(p.min) if p.min is not None else -1e9
+        hi = float(p.max) if p.max is not None else 1e9
+        step = _float_step(p.default, lo, hi)
+        opts.update(value=float(p.default), widget_type="FloatSpinBox")
+        opts["options"].update(min=lo, max=hi, step=step)
+    elif p.choices:
+        opts.update(value=p.default, widget_type="ComboBox")
+        opts["options"]["choices"] = list(p.choices)
+    else:
+        opts.update(value=str(p.default), widget_type="LineEdit")
+    return opts
+
+
+def _float_step(default: float, lo: float, hi: float) -> float:
+    scale = abs(float(default)) or (hi - lo if np.isfinite(hi - lo) and hi - lo < 1e6 else 1.0)
+    return float(10 ** np.floor(np.log10(scale)) / 10) if scale > 0 else 0.01
+
+
+def parse_param_value(p: ParamSpec, raw: Any) -> Any:
+    """A widget's value as the method takes it (per-axis text ``"8"`` or ``"8, 8, 4"`` becomes int/float or tuple).
+
+    Range and type are checked by the engine (its messages name the fix).
+    """
+    if not p.per_axis or not isinstance(raw, str):
+        return raw
+    parts = [s for s in raw.replace(";", ",").replace(" ", ",").split(",") if s]
+    cast = int if p.type is int else float
+
+    def conv(s: str) -> Any:
+        try:
+            return cast(s) if p.type is float or float(s) == int(float(s)) else float(s)
+        except ValueError:
+            return s  # the engine names the problem
+
+    vals = [conv(s) for s in parts]
+    if not vals:
+        return p.default
+    return vals[0] if len(vals) == 1 else tuple(vals)
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+@dataclass
+class Job:
+    """One explanation to compute.
+
+    Parameters
+    ----------
+    model : LoadedModel, nn.Module or path
+    scan : ScanImage
+        The source layer's data with its geometry.
+    method : str
+        Registry name.
+    target : int or None
+        Class index; None: the predicted class.
+    region : numpy.ndarray or None
+        Boolean mask on the scan grid (segmentation models).
+    reduce : str
+        ``sum`` or ``mean`` over the region.
+    params : dict
+        Method parameters.
+    """
+
+    model: Any
+    scan: ScanImage
+    method: str
+    target: Any = None
+    region: np.ndarray | None = None
+    reduce: str = "sum"
+    params: dict[str, Any] = field(default_factory=dict)
+    slice_index: int | None = None
+
+
+def takes_2d(model: Any) -> bool:
+    """True when the model's spec says it takes 2D images (reads the spec only, never the weights)."""
+    from napari_xai.engine import ModelSpec
+    from napari_xai.engine.models.spec import sidecar_path
+
+    try:
+        if isinstance(model, LoadedModel):
+            return model.spec.spatial_dims == 2
+        if isinstance(model, (str, os.PathLike)):
+            p = Path(model)
+            spec_path = p if p.suffix.lower() == ".json" else sidecar_path(p)
+            return spec_path.is_file() and ModelSpec.read(spec_path).spatial_dims == 2
+    except Exception:  # unreadable spec: the run reports it
+        return False
+    return False
+
+
+def current_slice(viewer: Any, layer: Any) -> int:
+    """Index along the layer's first data axis (z) of the slice the viewer shows."""
+    z = float(np.asarray(layer.world_to_data(viewer.dims.point[-layer.ndim :]))[0])
+    return int(np.clip(round(z), 0, layer.data.shape[0] - 1))
+
+
+def slice_scan(scan: ScanImage, k: int) -> ScanImage:
+    """Slice ``k`` (along z) of a volume as a 2D image with its in-plane spacing (for 2D models)."""
+    sx, sy = scan.geometry.spacing[0], scan.geometry.spacing[1]
+    from napari_xai.engine import Geometry
+
+    return ScanImage(np.asarray(scan.array[k]), Geometry((0.0, 0.0), (sx, sy), (1.0, 0.0, 0.0, 1.0)), None, name=f"{scan.name} z={k}")
+
+
+def embed_slice(attribution: Attribution, scan: ScanImage, k: int) -> Attribution:
+    """A 2D map of slice ``k`` placed on the volume's grid (zero elsewhere), with the volume's geometry."""
+    values = np.zeros(scan.spatial_shape, dtype=np.float32)
+    values[k] = attribution.values
+    target = dict(attribution.target, slice=k)
+    target["description"] = f"{attribution.target.get('description', '')} on slice z={k}"
+    return Attribution(
+        values=values,
+        geometry=scan.geometry,
+        method=attribution.method,
+        method_title=attribution.method_title,
+        family=attribution.family,
+        sign=attribution.sign,
+        target=target,
+        params=attribution.params,
+        model=attribution.model,
+        image_name=scan.name,
+        timings=attribution.timings,
+        checks=attribution.checks,
+        package_version=attribution.package_version,
+    )
+
+
+def run_jobs(jobs: list[Job]) -> Generator[Progress, None, list[Attribution]]:
+    """Run the jobs one after the other: yields overall progress, returns their attributions.
+
+    ``done``/``total`` count thousandths of the whole set of jobs. Closing the
+    generator closes the engine's generator of the job in flight (cancel).
+    """
+    results: list[Attribution] = []
+    n = len(jobs)
+    for i, job in enumerate(jobs):
+        k = job.slice_index
+        image = slice_scan(job.scan, k) if k is not None else job.scan
+        region = job.region[k] if k is not None and job.region is not None else job.region
+        gen = explain_iter(get_model(job.model), image, job.method, job.target, region=region, reduce=job.reduce, **job.params)
+        prefix = f"[{i + 1}/{n}] " if n > 1 else ""
+        try:
+            while True:
+                try:
+                    event = next(gen)
+                except StopIteration as stop:
+                    results.append(stop.value if k is None else embed_slice(stop.value, job.scan, k))
+                    break
+                yield Progress(int(1000 * (i + event.fraction)), 1000 * n, prefix + event.message)
+        finally:
+            gen.close()
+    yield Progress(1000 * n, 1000 * n, "done")
+    return results
+
+
+def region_from_labels(labels_layer: Any, label_value: int | None = None) -> np.ndarray:
+    """A boolean region from a Labels layer: the voxels of ``label_value``, or every non-zero voxel."""
+    data = np.asarray(labels_layer.data)
+    region = data != 0 if not label_value else data == int(label_value)
+    if not region.any():
+        raise ImageError(
+            f"The region layer {labels_layer.name!r} has no painted voxel" + (f" with label {label_value}." if label_value else "."),
+            "Paint the region in the Labels layer, or choose no region to use the model's predicted mask.",
+        )
+    return region
+
+
+# ----------------------------------------------------------------------------- checks ("sanity")
+
+
+def _completeness(value: dict[str, Any]) -> str:
+    rel = value.get("relative_delta")
+    ok = rel is not None and rel < 0.05
+    return f"completeness: sum {value.get('attribution_sum', float('nan')):.3g} vs score change {value.get('score_difference', float('nan')):.3g} ({100 * rel:.1f}% off, {'ok' if ok else 'raise steps'})"
+
+
+#: Formatters for known checks; any other check is shown as ``name: value``. Checks from
+#: the evaluation issue (faithfulness, randomisation) slot in here by name.
+CHECK_FORMATTERS: dict[str, Callable[[Any], str]] = {"completeness": _completeness}
+#: Checks that are bookkeeping, not sanity: not shown.
+HIDDEN_CHECKS = ("model_grid_is_scan_grid",)
+
+
+def format_checks(checks: dict[str, Any]) -> list[str]:
+    """One line per check an Attribution carries."""
+    lines = []
+    for name, value in checks.items():
+        if name in HIDDEN_CHECKS:
+            continue
+        fmt = CHECK_FORMATTERS.get(name)
+        if fmt is not None:
+            try:
+                lines.append(fmt(value))
+                continue
+            except (TypeError, ValueError, KeyError):
+                pass
+        if isinstance(value, float):
+            value = f"{value:.4g}"
+        lines.append(f"{name.replace('_', ' ')}: {value}")
+    return lines
+
+
+def summary_line(attribution: Attribution) -> str:
+    """Status line after a run: name, score, time, checks."""
+    t = attribution.timings.get("total_s")
+    score = attribution.target.get("score")
+    parts = [attribution.name]
+    if isinstance(score, (int, float)) and np.isfinite(score):
+        parts.append(f"model output {score:.3g}")
+    if t is not None:
+        parts.append(f"{t:.1f} s")
+    parts += format_checks(attribution.checks)
+    return "; ".join(parts)
+
+
+# ----------------------------------------------------------------------------- results in the viewer
+
+
+def show_attribution(viewer: Any, attribution: Attribution, source: Any, replace: Any | None = None) -> Any:
+    """Add ``attribution`` as an image layer aligned with ``source``, or update ``replace`` in place.
+
+    Returns the layer.
+    """
+    kwargs = result_layer_kwargs(attribution, source)
+    kwargs["metadata"][SOURCE_KEY] = source.name
+    if replace is not None and replace in viewer.layers:
+        replace.data = attribution.values
+        for key in ("scale", "translate", "rotate", "shear", "affine", "units"):
+            if key in kwargs:
+                setattr(replace, key, kwargs[key])
+        replace.metadata = kwargs["metadata"]
+        replace.colormap = kwargs["colormap"]
+        replace.contrast_limits_range = kwargs["contrast_limits"]
+        replace.contrast_limits = kwargs["contrast_limits"]
+        replace.opacity = kwargs["opacity"]
+        replace.blending = kwargs["blending"]
+        replace.name = kwargs["name"]
+        show_colorbar(viewer, replace)
+        return replace
+    layer = viewer.add_image(attribution.values, **kwargs)
+    show_colorbar(viewer, layer)
+    return layer
+
+
+def go_to_peak(viewer: Any, layer: Any) -> tuple[int, ...]:
+    """Move the viewer's slices to the map's strongest voxel (positive evidence first); returns its index."""
+    values = np.asarray(layer.data)
+    prov = layer.metadata.get(PROVENANCE_KEY) or {}
+    v = values if prov.get("sign") == "non-negative" or not (values > 0).any() else np.where(values > 0, values, 0)
+    if prov.get("sign") != "non-negative" and not (values > 0).any():
+        v = np.abs(values)
+    idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(v)), v.shape))
+    if values.ndim == 3:
+        world = np.asarray(layer.data_to_world(idx), dtype=float)
+        axes = tuple(range(viewer.dims.ndim - 3, viewer.dims.ndim))
+        viewer.dims.set_point(axes, tuple(world[-3:]))
+    return idx
+
+
+def show_colorbar(viewer: Any, layer: Any, only: bool = True) -> None:
+    """Show ``layer``'s colour bar on the canvas (napari >= 0.6); with ``only``, hide other results' bars."""
+    if not hasattr(layer, "colorbar"):
+        return
+    if only:
+        for other in viewer.layers:
+            if other.name != layer.name and other.metadata.get(PROVENANCE_KEY) and hasattr(other, "colorbar"):
+                other.colorbar.visible = False
+    layer.colorbar.visible = True
+
+
+#: Metadata key keeping a layer's visibility from before a comparison, restored by :func:`end_comparison`.
+VISIBLE_BEFORE_KEY = "napari_xai_visible_before_compare"
+_COMPARE_RUNS = itertools.count(1)
+
+
+def show_comparison(viewer: Any, source: Any, attributions: Iterable[Attribution]) -> list[Any]:
+    """Side by side (napari grid): each map over its own view of the scan, contrast per map.
+
+    Adds, per map, an underlay of the scan (same data, no copy) and the map,
+    then shows only these pairs in a grid with a stride of two (from the top
+    of the layer list). :func:`end_comparison` restores the previous view.
+    """
+    for layer in viewer.layers:
+        layer.metadata.setdefault(VISIBLE_BEFORE_KEY, bool(layer.visible))
+    run_id = f"compare-{next(_COMPARE_RUNS)}"
+    added = []
+    for attribution in attributions:
+        under = viewer.add_image(
+            source.data,
+            name=f"{source.name} | {attribution.method_title}",
+            colormap=source.colormap.name,
+            contrast_limits=tuple(source.contrast_limits),
+            metadata={COMPARE_KEY: run_id},
+            **_transforms(source),
+        )
+        layer = show_attribution(viewer, attribution, source)
+        layer.metadata[COMPARE_KEY] = run_id
+        added += [under, layer]
+    for layer in added[1::2]:
+        show_colorbar(viewer, layer, only=False)
+    # napari hands plugins proxies of its layers (a new one per access): compare by a mark, not identity
+    for layer in viewer.layers:
+        layer.visible = layer.metadata.get(COMPARE_KEY) == run_id
+    grid = viewer_grid(viewer)
+    grid.stride = -2
+    grid.enabled = True
+    viewer.reset_view()
+    return added
+
+
+def end_comparison(viewer: Any) -> None:
+    """Leave the grid and show the layers that were visible before the comparison."""
+    for layer in viewer.layers:
+        if VISIBLE_BEFORE_KEY in layer.metadata:
+            layer.visible = bool(layer.metadata.pop(VISIBLE_BEFORE_KEY))
+        elif layer.metadata.get(COMPARE_KEY) and not layer.metadata.get(PROVENANCE_KEY):
+            layer.visible = False  # scan underlays of the grid: the source layer shows the scan again
+    grid = viewer_grid(viewer)
+    grid.enabled = False
+    grid.stride = 1
+
+
+def viewer_grid(viewer: Any) -> Any:
+    """The viewer's grid model (``viewer.canvas.grid`` since napari 0.9, ``viewer.grid`` before)."""
+    canvas = getattr(viewer, "canvas", None)
+    return getattr(canvas, "grid", None) or viewer.grid
+
+
+def _transforms(layer: Any) -> dict[str, Any]:
+    from ._layers import source_transforms
+
+    return source_transforms(layer)
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def find_source_layer(viewer: Any, result: Any) -> Any:
+    """The image layer a result was computed on (by name)."""
+    meta = result.metadata
+    name = meta.get(SOURCE_KEY) or (meta.get(PROVENANCE_KEY) or {}).get("image")
+    for layer in viewer.layers:
+        if layer.name == name and not layer.metadata.get(PROVENANCE_KEY) and not layer.metadata.get(COMPARE_KEY):
+            return layer
+    raise ImageError(
+        f"The scan {name!r} that {result.name!r} was computed on is no longer in the viewer.",
+        "Open the scan again (same layer name), or export the map as NIfTI with File > Save Selected Layers.",
+    )
+
+
+def export_figure(viewer: Any, result: Any, path: str | os.PathLike, layout: str = "orthogonal", *, dpi: int = 120) -> Path:
+    """Write a PNG/PDF of a result layer over its scan, with colour bar and caption.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+    result : napari.layers.Image
+        A napari-xai result layer.
+    path : str or PathLike
+        ``.png`` or ``.pdf``.
+    layout : {"current view", "orthogonal", "montage"}
+        The canvas as shown now; axial/coronal/sagittal slices through the
+        viewer's current position; or an axial slice montage.
+
+    Returns
+    -------
+    Path
+    """
+    if layout not in EXPORT_LAYOUTS:
+        raise ValueError(f"layout must be one of {EXPORT_LAYOUTS}, not {layout!r}")
+    attribution = attribution_from_layer(result)
+    if layout == "current view":
+        shot = viewer.screenshot(canvas_only=True, flash=False)
+        return compose_view_figure(shot, attribution, path, colormap=result.colormap, contrast_limits=tuple(result.contrast_limits), dpi=dpi)
+    source = find_source_layer(viewer, result)
+    scan = scan_from_layer(source)
+    center = None
+    if layout == "orthogonal" and attribution.values.ndim == 3:
+        idx = np.round(np.asarray(source.world_to_data(viewer.dims.point))[-3:]).astype(int)
+        center = tuple(int(np.clip(i, 0, s - 1)) for i, s in zip(idx, attribution.values.shape))
+    return render_overlay(scan, attribution, path, layout=layout, center=center, dpi=dpi)
+
+
+def compose_view_figure(
+    shot: np.ndarray, attribution: Attribution, path: str | os.PathLike, *, colormap: Any = None, contrast_limits: tuple[float, float] | None = None, dpi: int = 120
+) -> Path:
+    """The canvas screenshot with a colour bar for the map and the caption, as in :func:`render_overlay`."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import ListedColormap, Normalize
+    from matplotlib.figure import Figure
+
+    settings = display_settings(attribution.values, attribution.sign)
+    lo, hi = contrast_limits or settings.contrast_limits
+    if colormap is not None and hasattr(colormap, "colors"):
+        cmap = ListedColormap(np.asarray(colormap.map(np.linspace(0, 1, 256)))[:, :3])
+    else:
+        from matplotlib import colormaps
+
+        cmap = colormaps[settings.colormap]
+    h, w = shot.shape[:2]
+    fig_w = 7.0
+    fig_h = fig_w * h / w * 0.9 + 1.2
+    fig = Figure(figsize=(fig_w, fig_h), dpi=dpi, facecolor="black")
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes([0.01, 0.16, 0.86, 0.76])
+    ax.imshow(shot)
+    ax.set_axis_off()
+    cax = fig.add_axes([0.89, 0.2, 0.025, 0.68])
+    from matplotlib.cm import ScalarMappable
+
+    fig.colorbar(ScalarMappable(norm=Normalize(lo, hi), cmap=cmap), cax=cax)
+    cax.yaxis.set_tick_params(color="white", labelcolor="white", labelsize=8)
+    cax.set_ylabel(f"{attribution.method_title} attribution", color="white", fontsize=8)
+    fig.suptitle(f"{attribution.method_title}: {attribution.target.get('description', '')}", color="white", fontsize=11)
+    fig.text(0.02, 0.02, "\n".join(textwrap.wrap(attribution.caption(), 110)), color="white", fontsize=7.5, va="bottom")
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(p, facecolor="black")
+    return p

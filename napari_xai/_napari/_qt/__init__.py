@@ -1,0 +1,5 @@
+"""Qt widgets of the napari plugin (thin: logic lives in ``napari_xai._napari._logic``)."""
+
+from ._dock_widget import XAIWidget
+
+__all__ = ["XAIWidget"]

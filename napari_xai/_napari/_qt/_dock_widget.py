@@ -1,0 +1,575 @@
+"""The dock widget: choose image, model, method, target and parameters; run, cancel, compare, export.
+
+Thin by design: every decision is in :mod:`napari_xai._napari._logic`; this
+module builds controls and wires signals. Work runs in a napari thread worker
+driving the engine's generator (``NAPARI_XAI_NO_THREADS=1`` drives it on the
+main thread instead, for debugging).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+from magicgui.widgets import ComboBox, Container, create_widget
+from napari.layers import Image, Labels
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import Qt
+from qtpy.QtGui import QStandardItemModel
+from qtpy.QtWidgets import (
+    QApplication,
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_xai.engine import ModelSpec, XAIError, get_method
+
+from .. import _logic
+from .._layers import is_result_layer, scan_from_layer
+
+#: Model menu entry that opens a file dialog.
+_OPEN_FILE = "Open model file…"
+
+
+def _same_model(a: Any, b: Any) -> bool:
+    """Model menu entries are paths (compare by value) or objects (compare by identity)."""
+    if isinstance(a, (str, os.PathLike)) and isinstance(b, (str, os.PathLike)):
+        return str(a) == str(b)
+    return a is b
+
+
+#: Workers in flight, kept referenced until they finish (a worker collected while running crashes Qt).
+_LIVE_WORKERS: set[Any] = set()
+
+
+def _keep_alive(worker: Any) -> Any:
+    _LIVE_WORKERS.add(worker)
+    worker.finished.connect(lambda: _LIVE_WORKERS.discard(worker))
+    return worker
+
+
+def _alive(qobject: Any) -> bool:
+    """False once Qt has deleted the widget (viewer events can still arrive while napari closes)."""
+    try:
+        qobject.objectName()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _disconnect_viewer(connections: list[tuple[Any, Any]], *_: Any) -> None:
+    for emitter, handler in connections:
+        try:
+            emitter.disconnect(handler)
+        except Exception:  # already gone with the viewer
+            pass
+
+
+def _drive(gen):
+    """Generator function wrapper so that a generator object we hold can run in a GeneratorWorker."""
+    return (yield from gen)
+
+
+class XAIWidget(QWidget):
+    """Saliency maps for the selected image layer.
+
+    Parameters
+    ----------
+    napari_viewer : napari.viewer.Viewer
+        The viewer the widget is docked in.
+    """
+
+    def __init__(self, napari_viewer: "napari.viewer.Viewer") -> None:  # noqa: F821
+        super().__init__()
+        self.viewer = napari_viewer
+        self.worker: Any = None
+        self.prediction: _logic.Prediction | None = None
+        self.last_results: list[Any] = []
+        self._gen: Any = None
+        self._cancel_requested = False
+        self._compare_run = False
+        self._last_result_layer: Any = None
+        self._param_widgets: dict[str, Any] = {}
+        self._predict_worker: Any = None
+
+        outer = QVBoxLayout(self)
+        form = QFormLayout()
+        outer.addLayout(form)
+
+        self.image_combo = ComboBox(choices=self._image_choices, nullable=True)
+        form.addRow("image", self.image_combo.native)
+
+        self.model_combo = QComboBox()
+        self.model_combo.setToolTip("A bundled sample model, or a model file (.pt2, TorchScript, weights + JSON spec).")
+        samples = _logic.sample_models()
+        for name, path in samples.items():
+            self.model_combo.addItem(f"sample: {name}", str(path))
+        self.model_combo.addItem(_OPEN_FILE, None)
+        default = _logic.default_sample_model(samples)
+        if default is not None:
+            self.model_combo.setCurrentIndex(self.model_combo.findData(str(default)))
+        form.addRow("model", self.model_combo)
+
+        self.method_combo = QComboBox()
+        self._fill_methods()
+        form.addRow("method", self.method_combo)
+        self.method_help = QLabel()
+        self.method_help.setWordWrap(True)
+        self.method_help.setStyleSheet("color: gray; font-size: 10px;")
+        form.addRow(self.method_help)
+
+        self.target_combo = QComboBox()
+        self.target_combo.setToolTip("The class explained; the first entry is the model's prediction on this image.")
+        form.addRow("target", self.target_combo)
+        self.region_combo = ComboBox(choices=self._labels_choices, nullable=True)
+        self.region_combo.tooltip = "Segmentation models: explain the class over this Labels layer's painted voxels (none: the predicted mask)."
+        self.reduce_combo = ComboBox(choices=["sum", "mean"], value="sum")
+        self.reduce_combo.tooltip = "How the class's logits are reduced over the region."
+        region_row = QHBoxLayout()
+        region_row.addWidget(self.region_combo.native, 3)
+        region_row.addWidget(self.reduce_combo.native, 1)
+        form.addRow("region", region_row)
+
+        self.params_box = QGroupBox("parameters")
+        self.params_layout = QVBoxLayout(self.params_box)
+        self.params_container: Container | None = None
+        outer.addWidget(self.params_box)
+
+        self.replace_check = QCheckBox("replace the previous result (else add a new layer)")
+        outer.addWidget(self.replace_check)
+        self.peak_check = QCheckBox("go to the map's peak when done")
+        self.peak_check.setChecked(True)
+        outer.addWidget(self.peak_check)
+        buttons = QHBoxLayout()
+        self.run_button = QPushButton("Run")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        outer.addLayout(buttons)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(0)
+        outer.addWidget(self.progress)
+        self.status = QLabel("Choose an image and a model, then press Run.")
+        self.status.setWordWrap(True)
+        self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        outer.addWidget(self.status)
+
+        compare_box = QGroupBox("compare methods (side by side)")
+        compare_layout = QVBoxLayout(compare_box)
+        self.compare_list = QListWidget()
+        self.compare_list.setMaximumHeight(110)
+        self._fill_compare_list()
+        compare_layout.addWidget(self.compare_list)
+        compare_buttons = QHBoxLayout()
+        self.compare_button = QPushButton("Compare")
+        self.end_compare_button = QPushButton("Exit grid")
+        compare_buttons.addWidget(self.compare_button)
+        compare_buttons.addWidget(self.end_compare_button)
+        compare_layout.addLayout(compare_buttons)
+        self.checks_label = QLabel("")
+        self.checks_label.setWordWrap(True)
+        self.checks_label.setToolTip("Checks each map carries (e.g. completeness of integrated gradients).")
+        compare_layout.addWidget(self.checks_label)
+        outer.addWidget(compare_box)
+
+        export_box = QGroupBox("export figure")
+        export_layout = QHBoxLayout(export_box)
+        self.export_layout_combo = QComboBox()
+        self.export_layout_combo.addItems(list(_logic.EXPORT_LAYOUTS))
+        self.export_button = QPushButton("Export PNG…")
+        export_layout.addWidget(self.export_layout_combo)
+        export_layout.addWidget(self.export_button)
+        outer.addWidget(export_box)
+        outer.addStretch(1)
+
+        # wiring (viewer events are disconnected when the widget is deleted, see _disconnect_viewer)
+        self._viewer_connections = [
+            (self.viewer.layers.events.inserted, self._reset_layer_choices),
+            (self.viewer.layers.events.removed, self._reset_layer_choices),
+            (self.viewer.layers.selection.events.active, self._on_active_layer),
+        ]
+        for emitter, handler in self._viewer_connections:
+            emitter.connect(handler)
+        self.destroyed.connect(functools.partial(_disconnect_viewer, self._viewer_connections))
+        self.image_combo.changed.connect(self.refresh_prediction)
+        self.model_combo.activated.connect(self._on_model_activated)
+        self.model_combo.currentIndexChanged.connect(lambda *_: self.refresh_prediction())
+        self.method_combo.currentIndexChanged.connect(self._on_method_changed)
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.compare_button.clicked.connect(self.run_compare)
+        self.end_compare_button.clicked.connect(lambda: _logic.end_comparison(self.viewer))
+        self.export_button.clicked.connect(self._export_dialog)
+
+        self._on_method_changed()
+        self._reset_layer_choices()
+
+    # ------------------------------------------------------------------ choices
+
+    def _image_choices(self, *_: Any) -> list[tuple[str, Any]]:
+        return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Image) and not is_result_layer(layer) and not layer.metadata.get(_logic.COMPARE_KEY)]
+
+    def _labels_choices(self, *_: Any) -> list[tuple[str, Any]]:
+        return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Labels)]
+
+    def _reset_layer_choices(self, *_: Any) -> None:
+        if not _alive(self.status):
+            return
+        before = self.image_combo.value
+        self.image_combo.reset_choices()
+        self.region_combo.reset_choices()
+        if self.image_combo.value is None:
+            choices = self._image_choices()
+            if choices:
+                self.image_combo.value = choices[0][1]
+        if self.image_combo.value is not before:
+            self.refresh_prediction()
+
+    def _fill_methods(self) -> None:
+        model = QStandardItemModel()
+        self.method_combo.setModel(model)
+        for family, specs in _logic.methods_by_family():
+            self.method_combo.addItem(f"— {family} —", None)
+            header = model.item(model.rowCount() - 1)
+            header.setEnabled(False)
+            for spec in specs:
+                self.method_combo.addItem(f"   {spec.title}", spec.name)
+                self.method_combo.setItemData(self.method_combo.count() - 1, _logic.method_help(spec), Qt.ToolTipRole)
+        names = [self.method_combo.itemData(i) for i in range(self.method_combo.count())]
+        default = _logic.DEFAULT_METHOD if _logic.DEFAULT_METHOD in names else next((n for n in names if n), None)
+        if default is not None:
+            self.method_combo.setCurrentIndex(names.index(default))
+
+    def _fill_compare_list(self) -> None:
+        seen_family: set[str] = set()
+        for family, specs in _logic.methods_by_family():
+            for spec in specs:
+                item = QListWidgetItem(f"{spec.title} ({family})")
+                item.setData(Qt.UserRole, spec.name)
+                item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
+                item.setCheckState(Qt.Checked if family not in seen_family else Qt.Unchecked)
+                seen_family.add(family)
+                self.compare_list.addItem(item)
+
+    # ------------------------------------------------------------------ public state
+
+    @property
+    def method(self) -> str | None:
+        """Registry name of the selected method."""
+        return self.method_combo.currentData()
+
+    def set_method(self, name: str) -> None:
+        """Select a method by registry name."""
+        for i in range(self.method_combo.count()):
+            if self.method_combo.itemData(i) == name:
+                self.method_combo.setCurrentIndex(i)
+                return
+        raise KeyError(name)
+
+    @property
+    def model(self) -> Any:
+        """The selected model (a path, or an in-process model added with :meth:`set_model`)."""
+        return self.model_combo.currentData()
+
+    def set_model(self, model: Any, label: str | None = None) -> None:
+        """Add a model (path, ``nn.Module`` or ``LoadedModel``) to the menu and select it."""
+        for i in range(self.model_combo.count()):
+            data = self.model_combo.itemData(i)
+            if _same_model(data, model):
+                self.model_combo.setCurrentIndex(i)
+                return
+        value = str(model) if isinstance(model, (str, os.PathLike)) else model
+        self.model_combo.insertItem(self.model_combo.count() - 1, label or _logic.model_label(model), value)
+        self.model_combo.setCurrentIndex(self.model_combo.count() - 2)
+
+    def set_checked_compare_methods(self, names: list[str]) -> None:
+        """Tick exactly these methods in the compare list."""
+        for i in range(self.compare_list.count()):
+            item = self.compare_list.item(i)
+            item.setCheckState(Qt.Checked if item.data(Qt.UserRole) in names else Qt.Unchecked)
+
+    def param_values(self) -> dict[str, Any]:
+        """The parameter form's values, as the method takes them."""
+        spec = get_method(self.method)
+        return {p.name: _logic.parse_param_value(p, self._param_widgets[p.name].value) for p in spec.params if p.name in self._param_widgets}
+
+    def set_param(self, name: str, value: Any) -> None:
+        """Set one parameter control (tests, scripts)."""
+        self._param_widgets[name].value = value
+
+    # ------------------------------------------------------------------ reactions
+
+    def _on_model_activated(self, index: int) -> None:
+        if self.model_combo.itemData(index) is None and self.model_combo.itemText(index) == _OPEN_FILE:
+            path, _ = QFileDialog.getOpenFileName(self, "Model file", "", "Models (*.pt2 *.pt *.pth *.ts *.safetensors *.json);;All files (*)")
+            if path:
+                self.set_model(path)
+            elif self.model_combo.count() > 1:
+                self.model_combo.setCurrentIndex(0)
+
+    def _on_method_changed(self, *_: Any) -> None:
+        name = self.method
+        if not name:
+            return
+        spec = get_method(name)
+        self.method_help.setText(_logic.method_help(spec))
+        if self.params_container is not None:
+            self.params_layout.removeWidget(self.params_container.native)
+            self.params_container.native.deleteLater()
+        self._param_widgets = {p.name: create_widget(**_logic.param_widget_options(p)) for p in spec.params}
+        self.params_container = Container(widgets=list(self._param_widgets.values()))
+        self.params_container.native.layout().setContentsMargins(0, 0, 0, 0)
+        self.params_layout.addWidget(self.params_container.native)
+        self.params_box.setVisible(bool(spec.params))
+
+    def _on_active_layer(self, event: Any = None) -> None:
+        if not _alive(self.checks_label):
+            return
+        layer = self.viewer.layers.selection.active
+        if layer is not None and is_result_layer(layer):
+            from .._layers import PROVENANCE_KEY
+
+            checks = _logic.format_checks(layer.metadata[PROVENANCE_KEY].get("checks", {}))
+            self.checks_label.setText(f"{layer.name}: " + ("; ".join(checks) if checks else "no checks recorded"))
+
+    def refresh_prediction(self, *_: Any) -> None:
+        """Predict on the selected image with the selected model, to fill the target menu."""
+        self.prediction = None
+        self._fill_targets(None)
+        layer, model = self.image_combo.value, self.model
+        if layer is None or model is None:
+            return
+
+        k = _logic.current_slice(self.viewer, layer) if layer.ndim == 3 and _logic.takes_2d(model) else None
+
+        def work():
+            scan = scan_from_layer(layer)
+            return _logic.predict(model, _logic.slice_scan(scan, k) if k is not None else scan)
+
+        def done(prediction):
+            if not _alive(self.status):
+                return
+            if layer == self.image_combo.value and _same_model(model, self.model):
+                self.prediction = prediction
+                self._fill_targets(prediction)
+
+        def failed(exc):
+            if not _alive(self.status):
+                return
+            self.status.setText(f"The model cannot run on {layer.name!r}: {exc}")
+
+        if _logic.threads_disabled():
+            try:
+                done(work())
+            except Exception as exc:  # shown in the status line only; Run shows it as a notification
+                failed(exc)
+            return
+        worker = _keep_alive(create_worker(work, _ignore_errors=True, _start_thread=False))
+        worker.returned.connect(done)
+        worker.errored.connect(failed)
+        self._predict_worker = worker
+        worker.start()
+
+    def _fill_targets(self, prediction: Any) -> None:
+        self.target_combo.clear()
+        labels = None
+        model = self.model
+        if isinstance(model, str) and model.endswith(".json"):
+            try:  # the spec alone: no weights are loaded on the main thread
+                labels = ModelSpec.read(model).labels
+            except Exception:
+                labels = None
+        for text, value in _logic.target_choices(prediction, labels):
+            self.target_combo.addItem(text, value)
+
+    # ------------------------------------------------------------------ runs
+
+    def _jobs(self, methods: list[str]) -> list[_logic.Job]:
+        layer = self.image_combo.value
+        if layer is None:
+            raise XAIError("No image layer is selected.", "Open a scan (File > Open, or File > Open Sample > napari-xai) and pick it under 'image'.")
+        if self.model is None:
+            raise XAIError("No model is selected.", "Pick a sample model or open a model file.")
+        scan = scan_from_layer(layer)
+        k = _logic.current_slice(self.viewer, layer) if scan.array.ndim == 3 and _logic.takes_2d(self.model) else None
+        region_layer = self.region_combo.value
+        region = _logic.region_from_labels(region_layer) if region_layer is not None else None
+        target = self.target_combo.currentData()
+        jobs = []
+        for name in methods:
+            params = self.param_values() if name == self.method else {}
+            jobs.append(_logic.Job(self.model, scan, name, target, region, self.reduce_combo.value, params, slice_index=k))
+        return jobs
+
+    def run(self) -> None:
+        """Explain the selected image with the selected method (Run button)."""
+        self._start([self.method], compare=False)
+
+    def run_compare(self) -> None:
+        """Run every ticked method and show the maps side by side (Compare button)."""
+        names = [self.compare_list.item(i).data(Qt.UserRole) for i in range(self.compare_list.count()) if self.compare_list.item(i).checkState() == Qt.Checked]
+        if not names:
+            self._fail(XAIError("No method is ticked in the compare list.", "Tick two or more methods."))
+            return
+        self._start(names, compare=True)
+
+    def _start(self, methods: list[str], compare: bool) -> None:
+        if self.is_running:
+            return
+        try:
+            jobs = self._jobs(methods)
+        except Exception as exc:
+            self._fail(exc)
+            return
+        self._source_layer = self.image_combo.value
+        self._compare_run = compare
+        self._cancel_requested = False
+        self._gen = _logic.run_jobs(jobs)
+        self._set_running(True)
+        self.status.setText(f"Running {', '.join(methods)}…")
+        if _logic.threads_disabled():
+            self._drive_here(self._gen)
+            return
+        worker = _keep_alive(create_worker(_drive, self._gen, _ignore_errors=True, _start_thread=False))
+        worker.yielded.connect(self._on_progress)
+        worker.returned.connect(self._on_returned)
+        worker.errored.connect(self._fail)
+        worker.aborted.connect(self._on_aborted)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        worker.start()
+
+    def _drive_here(self, gen: Any) -> None:
+        """Main-thread driver (``NAPARI_XAI_NO_THREADS=1``): events are processed at every progress step."""
+        try:
+            while True:
+                try:
+                    event = next(gen)
+                except StopIteration as stop:
+                    self._on_returned(stop.value)
+                    break
+                self._on_progress(event)
+                QApplication.processEvents()
+                if self._cancel_requested:
+                    gen.close()
+                    self._on_aborted()
+                    break
+        except Exception as exc:
+            self._fail(exc)
+        finally:
+            self._on_finished()
+
+    @property
+    def busy(self) -> bool:
+        """True while a run or a prediction is in flight."""
+        return self.is_running or any(w.is_running for w in list(_LIVE_WORKERS))
+
+    @property
+    def is_running(self) -> bool:
+        """True while a run is in flight."""
+        return self._gen is not None
+
+    def cancel(self) -> None:
+        """Stop the run at its next progress step (Cancel button); nothing is added."""
+        self._cancel_requested = True
+        if self.worker is not None:
+            self.worker.quit()
+        self.status.setText("Cancelling…")
+
+    def _set_running(self, running: bool) -> None:
+        self.run_button.setEnabled(not running)
+        self.compare_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+        if not running:
+            self.progress.setValue(0)
+
+    def _on_progress(self, event: Any) -> None:
+        if event.total > 0:
+            self.progress.setValue(int(1000 * event.done / event.total))
+        if event.message and not self._cancel_requested:
+            self.status.setText(event.message)
+
+    def _on_returned(self, results: list[Any]) -> None:
+        if self._cancel_requested:
+            return
+        source = self._source_layer
+        if source not in self.viewer.layers:
+            self._fail(XAIError(f"The scan {source.name!r} was closed during the run.", "Open it again and press Run."))
+            return
+        self.last_results = list(results)
+        if self._compare_run:
+            added = _logic.show_comparison(self.viewer, source, results)
+            if self.peak_check.isChecked() and added:
+                _logic.go_to_peak(self.viewer, added[1])
+            self.checks_label.setText("\n".join(_logic.summary_line(a) for a in results))
+        else:
+            replace = self._last_result_layer if self.replace_check.isChecked() else None
+            self._last_result_layer = _logic.show_attribution(self.viewer, results[0], source, replace=replace)
+            if self.peak_check.isChecked():
+                _logic.go_to_peak(self.viewer, self._last_result_layer)
+            self.checks_label.setText("\n".join(_logic.format_checks(results[0].checks)))
+        self.status.setText("Done: " + " | ".join(_logic.summary_line(a) for a in results))
+
+    def _on_aborted(self) -> None:
+        self.status.setText("Cancelled: nothing was added.")
+
+    def _on_finished(self) -> None:
+        gen, self._gen, self.worker = self._gen, None, None
+        if gen is not None:
+            gen.close()  # the worker stopped at a yield: release the engine's hooks and buffers now
+        self._set_running(False)
+
+    def _fail(self, exc: BaseException) -> None:
+        """An error: a notification (and the status line); the viewer stays as it was."""
+        message = str(exc) if isinstance(exc, XAIError) else f"{type(exc).__name__}: {exc}"
+        self.status.setText(f"Error: {message}")
+        show_error(message)
+
+    # ------------------------------------------------------------------ export
+
+    def export(self, path: str | os.PathLike, layout: str | None = None, layer: Any = None) -> Path:
+        """Write the figure of ``layer`` (default: the selected result layer, else the last one)."""
+        layer = layer or self._export_layer()
+        return _logic.export_figure(self.viewer, layer, path, layout or self.export_layout_combo.currentText())
+
+    def _export_layer(self) -> Any:
+        active = self.viewer.layers.selection.active
+        if active is not None and is_result_layer(active):
+            return active
+        for layer in reversed(list(self.viewer.layers)):
+            if is_result_layer(layer) and layer.visible:
+                return layer
+        raise XAIError("There is no saliency layer to export.", "Press Run first, or select a saliency layer.")
+
+    def _export_dialog(self) -> None:
+        try:
+            layer = self._export_layer()
+        except XAIError as exc:
+            self._fail(exc)
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Export figure", f"{layer.name.replace(':', '').replace(' ', '_')}.png", "PNG (*.png);;PDF (*.pdf)")
+        if not path:
+            return
+        try:
+            written = self.export(path, layer=layer)
+        except Exception as exc:
+            self._fail(exc)
+            return
+        show_info(f"Figure written to {written}")
+        self.status.setText(f"Figure written to {written}")

@@ -1,0 +1,148 @@
+"""What Meaningful and Extremal Perturbation share: perturbation operators, a normalised score, one optimiser step.
+
+Both learn a smooth low-resolution mask ``m`` (1 keeps a voxel, 0 perturbs
+it) by gradient descent through the model. Grad mode is entered only inside
+:func:`optimiser_step`, around one forward/backward pass, never across a
+``yield`` (see :mod:`._context`); gradients are taken with
+``torch.autograd.grad`` with respect to the mask alone, so the model's own
+``.grad`` fields are never touched.
+
+The target score ``f`` may be a logit or a sum of logits over a region, with
+any scale and offset, while the papers' losses are written for softmax
+probabilities in [0, 1]. The score is therefore normalised,
+``s(m) = (f(perturbed) - f(fully perturbed)) / (f(x) - f(fully perturbed))``,
+which is 1 on the input and 0 when everything is perturbed, so the papers'
+regulariser weights keep their balance.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import MethodError
+from ._context import MethodContext, not_differentiable
+from ._perturb import OPERATORS, blend, gaussian_blur
+
+#: Sums in the papers' regularisers run over the pixels of a 224 x 224 image (Fong & Vedaldi 2017).
+PAPER_PIXELS = 224 * 224
+
+
+def upsample(mask: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """A low-resolution mask ``(1, 1, *grid)`` upsampled (bi/tri)linearly to ``(1, *shape)``."""
+    mode = "bilinear" if len(shape) == 2 else "trilinear"
+    return F.interpolate(mask, size=shape, mode=mode, align_corners=False)[:, 0]
+
+
+def mask_grid(shape: tuple[int, ...], stride: tuple[int, ...]) -> tuple[int, ...]:
+    """Cells of the low-resolution mask per axis: ``ceil(n / stride)``, at least 2."""
+    return tuple(max(2, -(-n // s)) for n, s in zip(shape, stride))
+
+
+class Operator:
+    """``apply(keep)`` -> the perturbed input for a full-resolution mask ``keep`` ``(1, *spatial)``.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Model-space input ``(1, C, *spatial)``.
+    kind : str
+        ``blur`` (Gaussian of ``sigma`` voxels), ``noise`` (Gaussian noise of
+        ``noise_level`` times the input's standard deviation, seeded) or
+        ``constant`` (the input's mean).
+    sigma, noise_level : float
+    seed : int
+    pyramid_levels : int
+        0: blend with one reference, ``m x + (1 - m) r`` (Fong & Vedaldi
+        2017). ``L > 1`` and ``blur``: the blur's sigma grows with ``1 - m``
+        through ``L`` precomputed levels, linearly interpolated (Fong,
+        Patrick & Vedaldi 2019).
+    """
+
+    def __init__(self, x: torch.Tensor, kind: str, sigma: float, noise_level: float, seed: int, pyramid_levels: int = 0) -> None:
+        if kind not in OPERATORS:
+            raise ValueError(kind)
+        self.x = x
+        self.levels: torch.Tensor | None = None
+        if kind == "blur" and pyramid_levels > 1:
+            sigmas = np.linspace(0.0, sigma, pyramid_levels)
+            self.levels = torch.cat([gaussian_blur(x, float(s)) for s in sigmas])  # (L, C, *spatial)
+            self.ref = self.levels[-1:]
+        elif kind == "blur":
+            self.ref = gaussian_blur(x, sigma)
+        elif kind == "noise":
+            gen = torch.Generator().manual_seed(int(seed))
+            eps = torch.randn(x.shape, generator=gen).to(device=x.device, dtype=x.dtype)
+            self.ref = x + noise_level * float(x.std()) * eps
+        else:
+            self.ref = torch.full_like(x, float(x.mean()))
+
+    def apply(self, keep: torch.Tensor) -> torch.Tensor:
+        if self.levels is None:
+            return blend(self.x, self.ref, keep)
+        n = self.levels.shape[0]
+        t = (1.0 - keep) * (n - 1)  # (1, *spatial): which blur level
+        idx = torch.arange(n, device=keep.device, dtype=keep.dtype).view(-1, *([1] * (keep.ndim - 1)))
+        w = torch.clamp(1.0 - (t - idx).abs(), min=0.0)  # hat weights (L, *spatial), sum to 1
+        return (w.unsqueeze(1) * self.levels).sum(dim=0, keepdim=True)
+
+
+def normaliser(ctx: MethodContext, op: Operator, title: str) -> tuple[float, float]:
+    """``(f(fully perturbed), f(x) - f(fully perturbed))``; refuses an operator that does not move the score."""
+    f_ref = float(ctx.scores(op.apply(torch.zeros((1,) + ctx.spatial_shape, device=ctx.x.device, dtype=ctx.x.dtype)))[0])
+    span = ctx.target.score_value - f_ref
+    if not np.isfinite(span) or abs(span) < 1e-6 * max(1.0, abs(ctx.target.score_value)):
+        raise MethodError(
+            f"{title}: perturbing the whole input does not change the target score ({ctx.target.score_value:.4g}), so there is nothing to explain with this operator.",
+            "Choose another perturbation (blur with a larger sigma, noise, or constant), or check the target.",
+        )
+    return f_ref, span
+
+
+def normalised_score(ctx: MethodContext, xp: torch.Tensor, f_ref: float, span: float) -> torch.Tensor:
+    """``s = (f(xp) - f_ref) / span`` with autograd (call inside grad mode)."""
+    score = ctx.target.score(ctx.module(xp))
+    if not score.requires_grad:
+        raise not_differentiable()
+    return (score[0] - f_ref) / span
+
+
+def optimiser_step(param: torch.Tensor, optimiser: torch.optim.Optimizer, loss_fn: Callable[[torch.Tensor], torch.Tensor]) -> float:
+    """One step on ``param`` (clamped to [0, 1] afterwards); grad mode only inside. Returns the loss."""
+    with torch.enable_grad():
+        loss = loss_fn(param)
+        if not loss.requires_grad:
+            raise not_differentiable()
+        (grad,) = torch.autograd.grad(loss, [param], allow_unused=True)
+    if grad is None:
+        raise not_differentiable()
+    with torch.no_grad():
+        param.grad = grad
+        optimiser.step()
+        param.grad = None
+        param.clamp_(0.0, 1.0)
+    return float(loss.detach())
+
+
+def tv_norm(mask: torch.Tensor, beta: float) -> torch.Tensor:
+    """Total variation ``sum over axes of |finite difference| ** beta`` of a mask ``(1, 1, *spatial)``."""
+    total = mask.new_zeros(())
+    for axis in range(2, mask.ndim):
+        total = total + (mask.diff(dim=axis).abs() ** beta).sum()
+    return total
+
+
+OPERATOR_HELP = "Perturbation: blur (default; constant replacement is implausible for medical images, review ref. [34]), noise or constant."
+
+
+def check_budget(ctx: MethodContext) -> None:
+    """Raise :class:`MemoryBudgetError` when one gradient pass does not fit the budget."""
+    ctx.planner(gradients=True)
+
+
+def as_param(value: Any, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """A leaf tensor ``(1, 1, *shape)`` filled with ``value``, requiring grad."""
+    return torch.full((1, 1) + tuple(shape), float(value), device=device, dtype=torch.float32).requires_grad_(True)

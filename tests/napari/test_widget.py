@@ -1,0 +1,287 @@
+"""The dock widget through the manifest: runs per family, alignment, cancel, errors, event loop, compare, export."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from napari.utils.notifications import notification_manager
+from qtpy.QtCore import QTimer
+
+from napari_xai._napari import _logic
+from napari_xai._napari._layers import PROVENANCE_KEY, is_result_layer
+from napari_xai._napari._qt import XAIWidget
+from napari_xai.engine import get_method, list_methods
+from tests.conftest import make_net
+
+from .conftest import WIDGET, wait_until_done
+
+FIRST_OF_FAMILY = [specs[0].name for _, specs in _logic.methods_by_family()]
+
+
+def _results(viewer):
+    return [layer for layer in viewer.layers if is_result_layer(layer)]
+
+
+def test_dock_widget_through_manifest(viewer, scan_layer):
+    dock, widget = viewer.window.add_plugin_dock_widget("napari-xai", WIDGET)
+    assert isinstance(widget, XAIWidget)
+    assert widget.image_combo.value.name == scan_layer.name
+    listed = {widget.method_combo.itemData(i) for i in range(widget.method_combo.count())} - {None}
+    assert listed == {spec.name for spec in list_methods()}  # every registered method, no hand-written list
+    # family headers are present and not selectable
+    headers = [widget.method_combo.itemText(i) for i in range(widget.method_combo.count()) if widget.method_combo.itemData(i) is None]
+    assert len(headers) == len(_logic.methods_by_family())
+
+
+@pytest.mark.parametrize("method", FIRST_OF_FAMILY)
+def test_run_one_method_per_family(viewer, scan_layer, widget, qtbot, method):
+    widget.set_model(make_net(3), "tiny 3D net")
+    widget.set_method(method)
+    spec = get_method(method)
+    assert set(widget._param_widgets) == {p.name for p in spec.params}
+    widget.run()
+    wait_until_done(qtbot, widget)
+    results = _results(viewer)
+    assert len(results) == 1, widget.status.text()
+    layer = results[0]
+    assert layer.name.startswith(spec.title)
+    np.testing.assert_array_equal(layer.data.shape, scan_layer.data.shape)
+    # aligned: the same voxel -> world map as the source, at corners and inside
+    for idx in [(0, 0, 0), (7, 9, 11), (3, 4, 5), (7, 0, 11)]:
+        np.testing.assert_allclose(layer.data_to_world(idx), scan_layer.data_to_world(idx), atol=1e-9)
+    np.testing.assert_allclose(layer._data_to_world.affine_matrix, scan_layer._data_to_world.affine_matrix, atol=1e-12)
+    assert [str(u) for u in layer.units] == ["millimeter"] * 3
+    prov = layer.metadata[PROVENANCE_KEY]
+    assert prov["method"] == method and prov["model"]["name"]
+    lo, hi = layer.contrast_limits
+    if prov["sign"] == "signed":
+        assert layer.colormap.name == "bwr_transparent_zero" and lo == pytest.approx(-hi)
+        alpha = layer.colormap.map(np.array([0.0, 0.5, 1.0]))[:, 3]
+        assert alpha[1] == pytest.approx(0.0) and alpha[0] > 0.9 and alpha[2] > 0.9  # zero does not veil the scan
+    else:
+        assert layer.colormap.name == "inferno" and lo == 0 and layer.blending == "additive"
+    assert "Done" in widget.status.text()
+    assert layer.colorbar.visible
+
+
+def test_prediction_fills_targets_and_class_choice_is_used(viewer, scan_layer, widget, qtbot):
+    widget.set_model(make_net(3), "tiny 3D net")
+    qtbot.waitUntil(lambda: widget.prediction is not None, timeout=20000)
+    texts = [widget.target_combo.itemText(i) for i in range(widget.target_combo.count())]
+    assert texts[0].startswith("predicted: class") and "p = " in texts[0]
+    assert len(texts) == 1 + 3
+    other = (widget.prediction.class_index + 1) % 3
+    widget.target_combo.setCurrentIndex(1 + other)
+    widget.set_method("vanilla_gradient")
+    widget.run()
+    wait_until_done(qtbot, widget)
+    (layer,) = _results(viewer)
+    assert layer.metadata[PROVENANCE_KEY]["target"]["class_index"] == other
+
+
+def test_replace_previous_result(viewer, scan_layer, widget, qtbot):
+    widget.set_model(make_net(3))
+    widget.set_method("vanilla_gradient")
+    widget.run()
+    wait_until_done(qtbot, widget)
+    widget.replace_check.setChecked(True)
+    widget.set_method("integrated_gradients")
+    widget.set_param("steps", 8)
+    widget.run()
+    wait_until_done(qtbot, widget)
+    results = _results(viewer)
+    assert len(results) == 1
+    assert results[0].metadata[PROVENANCE_KEY]["method"] == "integrated_gradients"
+    assert results[0].metadata[PROVENANCE_KEY]["params"]["steps"] == 8
+    widget.replace_check.setChecked(False)
+    widget.run()
+    wait_until_done(qtbot, widget)
+    assert len(_results(viewer)) == 2
+
+
+def test_segmentation_region_from_labels(viewer, scan_layer, widget, qtbot):
+    region = np.zeros(scan_layer.data.shape, dtype=np.uint8)
+    region[2:5, 3:7, 4:9] = 1
+    viewer.add_labels(region, name="roi", scale=scan_layer.scale, translate=scan_layer.translate, rotate=scan_layer.rotate)
+    widget.set_model(make_net(3, segmentation=True), "tiny seg net")
+    widget.region_combo.value = widget.region_combo.choices[-1]
+    assert widget.region_combo.value.name == "roi"
+    widget.set_method("vanilla_gradient")
+    widget.run()
+    wait_until_done(qtbot, widget)
+    (layer,) = _results(viewer)
+    target = layer.metadata[PROVENANCE_KEY]["target"]
+    assert target["task"] == "segmentation" and target["region_source"] == "given"
+    assert "(region)" in layer.name
+
+
+def _slow_setup(widget):
+    """A run of several seconds on the tiny net: occlusion of every single voxel."""
+    widget.set_model(make_net(3))
+    widget.set_method("occlusion")
+    widget.set_param("window", "1")
+    widget.set_param("stride", "1")
+
+
+def test_cancel_during_long_run_leaves_no_layer(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(0).normal(size=(24, 24, 24)).astype(np.float32), name="big")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-xai", WIDGET)
+    _slow_setup(widget)
+    names_before = [layer.name for layer in viewer.layers]
+    widget.run()
+    assert widget.is_running
+    qtbot.waitUntil(lambda: widget.progress.value() > 0, timeout=30000)
+    t0 = time.perf_counter()
+    widget.cancel()
+    qtbot.waitUntil(lambda: not widget.is_running, timeout=5000)
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 1.0, f"cancel took {elapsed:.2f} s"
+    qtbot.wait(200)  # any late 'returned' would land now
+    assert [layer.name for layer in viewer.layers] == names_before
+    assert "Cancelled" in widget.status.text()
+    assert widget.run_button.isEnabled() and not widget.cancel_button.isEnabled()
+    wait_until_done(qtbot, widget)
+
+
+def test_error_becomes_notification_and_changes_nothing(viewer, scan_layer, widget, qtbot):
+    widget.set_model(make_net(2), "2D net")  # a 2D model on a 3D scan: the engine refuses
+    widget.set_method("vanilla_gradient")
+    before = [(layer.name, layer.data.copy()) for layer in viewer.layers]
+    n0 = len(notification_manager.records)
+    widget.run()
+    wait_until_done(qtbot, widget)
+    new = notification_manager.records[n0:]
+    assert new, "no notification was shown"
+    assert any("model failed on an input of shape (1, 1, 8, 10, 12)" in str(n.message) for n in new), [str(n.message) for n in new]
+    assert "Error" in widget.status.text() and "Fix:" in widget.status.text()
+    after = [(layer.name, layer.data) for layer in viewer.layers]
+    assert [n for n, _ in after] == [n for n, _ in before]
+    for (_, a), (_, b) in zip(before, after):
+        np.testing.assert_array_equal(a, b)
+    assert widget.run_button.isEnabled()
+
+
+def test_error_before_the_run_empty_region(viewer, scan_layer, widget, qtbot):
+    viewer.add_labels(np.zeros(scan_layer.data.shape, dtype=np.uint8), name="empty roi")
+    widget.region_combo.value = widget.region_combo.choices[-1]
+    widget.set_model(make_net(3, segmentation=True))
+    n0 = len(notification_manager.records)
+    n_layers = len(viewer.layers)
+    widget.run()
+    assert not widget.is_running
+    assert any("no painted voxel" in str(n.message) for n in notification_manager.records[n0:])
+    assert len(viewer.layers) == n_layers
+
+
+def test_event_loop_keeps_turning_during_3d_run(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(0).normal(size=(20, 20, 20)).astype(np.float32), name="vol")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-xai", WIDGET)
+    widget.set_model(make_net(3))
+    widget.set_method("integrated_gradients")
+    widget.set_param("steps", 400)
+    ticks: list[float] = []
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start()
+    returned_at: list[float] = []
+    on_returned = widget._on_returned
+    widget._on_returned = lambda results: (returned_at.append(time.perf_counter()), on_returned(results))
+    t0 = time.perf_counter()
+    widget.run()
+    wait_until_done(qtbot, widget)
+    qtbot.wait(50)
+    t_end = time.perf_counter()
+    timer.stop()
+    assert len(_results(viewer)) == 1, widget.status.text()
+    (t_ret,) = returned_at
+    stamps = np.array([t0] + [t for t in ticks if t >= t0] + [t_end])
+    compute = np.diff(stamps[stamps <= t_ret].tolist() + [t_ret])
+    assert t_ret - t0 > 0.3 and len(compute) >= 10, f"the run ({t_ret - t0:.2f} s, {len(compute)} ticks) was too short to measure"
+    # while the engine computes, the main thread only updates the progress bar
+    assert compute.max() < 0.5, f"the event loop stalled for {compute.max():.2f} s during the computation"
+    # the whole run, adding the layer included
+    assert np.diff(stamps).max() < 1.0, f"the event loop stalled for {np.diff(stamps).max():.2f} s"
+
+
+def test_no_threads_switch_runs_on_main_thread(viewer, scan_layer, widget, monkeypatch):
+    monkeypatch.setenv(_logic.NO_THREADS_ENV, "1")
+    widget.set_model(make_net(3))
+    widget.set_method("vanilla_gradient")
+    widget.run()  # returns when done: no worker, no waiting
+    assert widget.worker is None and not widget.is_running
+    assert len(_results(viewer)) == 1
+
+
+def test_compare_side_by_side_with_checks(viewer, scan_layer, widget, qtbot):
+    widget.set_model(make_net(3))
+    widget.set_checked_compare_methods(["vanilla_gradient", "integrated_gradients"])
+    widget.run_compare()
+    wait_until_done(qtbot, widget)
+    results = _results(viewer)
+    assert [r.metadata[PROVENANCE_KEY]["method"] for r in results] == ["vanilla_gradient", "integrated_gradients"]
+    grid = _logic.viewer_grid(viewer)
+    assert grid.enabled and grid.stride == -2
+    visible = [layer for layer in viewer.layers if layer.visible]
+    assert len(visible) == 4 and not scan_layer.visible  # two (scan, map) pairs, nothing else
+    assert grid.actual_shape(list(viewer.layers)) in ((1, 2), (2, 1))
+    # contrast per layer
+    assert results[0].contrast_limits != results[1].contrast_limits
+    assert "completeness" in widget.checks_label.text()
+    _logic.end_comparison(viewer)
+    assert not grid.enabled and scan_layer.visible
+
+
+def test_export_figure(viewer, scan_layer, widget, qtbot, tmp_path):
+    import matplotlib.image as mpimg
+
+    widget.set_model(make_net(3))
+    widget.set_method("vanilla_gradient")
+    widget.run()
+    wait_until_done(qtbot, widget)
+    for layout in _logic.EXPORT_LAYOUTS:
+        path = widget.export(tmp_path / f"figure_{layout.replace(' ', '_')}.png", layout)
+        assert path.is_file() and path.stat().st_size > 10_000, layout
+        img = mpimg.imread(path)
+        assert img.shape[0] > 200 and img.shape[1] > 400, layout
+        assert img[..., :3].std() > 0.05, layout  # not a blank figure
+
+
+def test_export_without_result_is_an_error(viewer, scan_layer, widget, tmp_path):
+    with pytest.raises(Exception, match="no saliency layer"):
+        widget.export(tmp_path / "x.png")
+
+
+def test_viewer_goes_to_the_maps_peak(viewer, scan_layer, widget, qtbot):
+    widget.set_model(make_net(3))
+    widget.set_method("vanilla_gradient")
+    widget.run()
+    wait_until_done(qtbot, widget)
+    (layer,) = _results(viewer)
+    peak = np.unravel_index(int(np.argmax(layer.data)), layer.data.shape)
+    # the sliders snap to the world grid: the shown point lies within a voxel of the peak
+    shown = np.asarray(layer.world_to_data(viewer.dims.point[-3:]))
+    assert np.abs(shown - np.asarray(peak)).max() <= 1.0, (shown, peak)
+    assert widget.peak_check.isChecked()
+
+
+def test_2d_model_on_a_volume_explains_the_current_slice(viewer, scan_layer, widget, qtbot):
+    from napari_xai.engine.models.loading import as_loaded_model
+
+    model2d = as_loaded_model(make_net(2), spec={"spatial_dims": 2, "labels": ["a", "b", "c"]})
+    k = 5
+    viewer.dims.set_point(0, scan_layer.data_to_world((k, 4, 6))[0])
+    assert _logic.current_slice(viewer, scan_layer) == k
+    widget.set_model(model2d, "2D net")
+    widget.set_method("vanilla_gradient")
+    widget.run()
+    wait_until_done(qtbot, widget)
+    (layer,) = _results(viewer)
+    nonzero = np.flatnonzero(np.abs(layer.data).reshape(layer.data.shape[0], -1).sum(axis=1))
+    assert nonzero.tolist() == [k]
+    assert layer.metadata[PROVENANCE_KEY]["target"]["slice"] == k
+    np.testing.assert_allclose(layer._data_to_world.affine_matrix, scan_layer._data_to_world.affine_matrix)
