@@ -60,3 +60,11 @@ def test_output_sign_follows_the_sign_parameter():
     g = get_method("vanilla_gradient")
     assert g.output_sign({"absolute": True}) == "non-negative"
     assert g.output_sign({"absolute": False}) == "signed"
+
+
+def test_method_guide_covers_every_registered_method():
+    from pathlib import Path
+
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "methods.md").read_text(encoding="utf-8")
+    missing = [m.name for m in list_methods() if f"`{m.name}`" not in guide]
+    assert not missing, f"docs/methods.md does not describe {missing}"

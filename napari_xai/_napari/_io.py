@@ -66,7 +66,7 @@ def _sidecar_provenance(path: str | os.PathLike) -> dict[str, Any] | None:
     if not side.is_file():
         return None
     try:
-        data = json.loads(side.read_text())
+        data = json.loads(side.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) and "method" in data else None
@@ -141,3 +141,16 @@ def sample_brain_lesions() -> list[LayerData]:
     layers.append((np.asarray(mask.array > 0, dtype=np.uint8), kwargs, "labels"))
     return layers
 
+
+
+def sample_brain_axial() -> list[LayerData]:
+    """One axial slice of the sample brain (2D, through a lesion), for the 2D sample classifier, with its lesion mask."""
+    from napari_xai.samples import LESION_CLASSIFIER_2D_SPEC, SAMPLE_LESION_MASK_AXIAL, SAMPLE_SCAN_AXIAL
+
+    data, kwargs, kind = _read_one(SAMPLE_SCAN_AXIAL)
+    kwargs.update(name="sample brain T1 (axial slice)", colormap="gray")
+    kwargs["metadata"]["napari_xai_model"] = str(LESION_CLASSIFIER_2D_SPEC)
+    mask = read_image(SAMPLE_LESION_MASK_AXIAL)
+    mask_kwargs = geometry_layer_kwargs(mask.geometry)
+    mask_kwargs.update(name="sample lesions (axial, ground truth)", opacity=0.5)
+    return [(data, kwargs, kind), (np.asarray(mask.array > 0, dtype=np.uint8), mask_kwargs, "labels")]

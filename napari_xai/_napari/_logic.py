@@ -71,7 +71,7 @@ def sample_models(folder: str | os.PathLike | None = None) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for path in sorted(Path(folder).glob("*.json")):
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
         if not isinstance(data, dict) or not data.get("weights"):

@@ -113,7 +113,7 @@ class Attribution:
         """
         text = json.dumps(self.provenance(), default=_json_default)
         p = write_image(self.values.astype(np.float32), self.geometry, path, {PROVENANCE_KEY: text})
-        Path(str(p) + ".json").write_text(json.dumps(self.provenance(), indent=2, default=_json_default) + "\n")
+        Path(str(p) + ".json").write_text(json.dumps(self.provenance(), indent=2, default=_json_default) + "\n", encoding="utf-8")
         return p
 
 

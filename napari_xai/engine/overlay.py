@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
@@ -32,8 +33,19 @@ def _to_lps(arr: np.ndarray, scan: ScanImage) -> tuple[np.ndarray, tuple[float, 
 
 
 def _peak_index(values: np.ndarray, sign: str) -> tuple[int, ...]:
+    """The centre of the map's strongest blob: where the views should cut.
+
+    Not the first maximal voxel, which for a blocky map (occlusion, coarse
+    CAMs) is a corner of the block: the centre of the connected region within
+    5 % of the maximum that holds it.
+    """
     v = values if sign == "non-negative" or (values > 0).any() else np.abs(values)
-    return tuple(int(i) for i in np.unravel_index(int(np.argmax(v)), v.shape))
+    first = np.unravel_index(int(np.argmax(v)), v.shape)
+    labels, _ = ndimage.label(v >= v[first] - 0.05 * abs(v[first]))
+    blob = np.argwhere(labels == labels[first])
+    centre = blob.mean(axis=0)
+    nearest = blob[np.argmin(((blob - centre) ** 2).sum(axis=1))]
+    return tuple(int(i) for i in nearest)
 
 
 def render_overlay(

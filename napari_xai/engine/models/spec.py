@@ -144,7 +144,7 @@ class ModelSpec:
         """Read a JSON spec file."""
         p = Path(path)
         try:
-            data = json.loads(p.read_text())
+            data = json.loads(p.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as err:
             raise ModelError(f"Model spec {p.name} could not be read ({err}).", "Give a valid JSON file.") from err
         if not isinstance(data, dict):
@@ -154,7 +154,7 @@ class ModelSpec:
     def write(self, path: str | os.PathLike) -> Path:
         """Write the spec as JSON."""
         p = Path(path)
-        p.write_text(json.dumps({"format_version": 1, **self.to_dict()}, indent=2) + "\n")
+        p.write_text(json.dumps({"format_version": 1, **self.to_dict()}, indent=2) + "\n", encoding="utf-8")
         return p
 
 
