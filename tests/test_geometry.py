@@ -125,3 +125,19 @@ def test_vector_image_becomes_channels_first(tmp_path):
     scan = read_image(tmp_path / "two.mha")
     assert scan.channel_axis == 0 and scan.array.shape == (2, 4, 5, 6)
     np.testing.assert_array_equal(scan.array[1], arr[..., 1])
+
+
+def test_data_to_world_matrix_gives_back_the_geometry(oblique_image):
+    from napari_xai.engine.geometry import geometry_from_data_to_world
+
+    geom = Geometry.from_sitk(oblique_image)
+    kwargs = napari_layer_kwargs(geom)
+    matrix = np.eye(4)
+    matrix[:3, :3] = np.asarray(kwargs["rotate"]) @ np.diag(kwargs["scale"])
+    matrix[:3, 3] = kwargs["translate"]
+    back = geometry_from_data_to_world(matrix)
+    np.testing.assert_allclose(back.origin, geom.origin, atol=1e-12)
+    np.testing.assert_allclose(back.spacing, geom.spacing, atol=1e-12)
+    np.testing.assert_allclose(back.direction, geom.direction, atol=1e-12)
+    with pytest.raises(ValueError, match="degenerate"):
+        geometry_from_data_to_world(np.diag([1.0, 0.0, 1.0, 1.0]))

@@ -14,6 +14,7 @@ import numpy as np
 
 from napari_xai.engine import Attribution, Geometry, ImageError, ScanImage, napari_layer_kwargs
 from napari_xai.engine.display import display_settings
+from napari_xai.engine.geometry import geometry_from_data_to_world
 
 #: Key of the provenance dict in a result layer's ``metadata``.
 PROVENANCE_KEY = "napari_xai"
@@ -55,17 +56,10 @@ def layer_geometry(layer: Any) -> Geometry:
             f"The layer {layer.name!r} has {ndim} dimensions.",
             "Use a 2D (y, x) or 3D (z, y, x) image layer; for a time series pick one time point first.",
         )
-    m = affine[:ndim, :ndim]
-    t = affine[:ndim, ndim]
-    norms = np.linalg.norm(m, axis=0)
-    if np.any(norms <= 0) or not np.all(np.isfinite(m)):
-        raise ImageError(f"The layer {layer.name!r} has a degenerate transform (scale 0).", "Give the layer a positive scale.")
-    direction_zyx = m / norms
-    return Geometry(
-        origin=tuple(float(v) for v in t[::-1]),
-        spacing=tuple(float(v) for v in norms[::-1]),
-        direction=tuple(float(v) for v in direction_zyx[::-1, ::-1].ravel()),
-    )
+    try:
+        return geometry_from_data_to_world(affine)
+    except ValueError:
+        raise ImageError(f"The layer {layer.name!r} has a degenerate transform (scale 0).", "Give the layer a positive scale.") from None
 
 
 def scan_from_layer(layer: Any) -> ScanImage:

@@ -24,12 +24,14 @@ from napari_xai.engine import (
     LoadedModel,
     MethodSpec,
     ParamSpec,
+    Prediction,
     Progress,
     ScanImage,
     explain_iter,
     list_methods,
     load_model,
 )
+from napari_xai.engine import predict as engine_predict
 from napari_xai.engine.display import display_settings
 from napari_xai.engine.overlay import render_overlay
 from napari_xai.engine.registry import FAMILIES
@@ -120,71 +122,9 @@ def model_label(model: Any) -> str:
     return f"<{type(model).__name__}>"
 
 
-@dataclass
-class Prediction:
-    """The model's decision on the unperturbed scan, for the target menu.
-
-    Parameters
-    ----------
-    task : str
-        ``classification``, ``segmentation`` or ``regression``.
-    class_index : int or None
-        The predicted (dominant) class.
-    label : str or None
-        Its name from the spec.
-    score : float
-        Probability (classification, softmax), predicted voxel count (segmentation) or output (regression).
-    n_classes : int
-        Number of output classes.
-    labels : list of str
-        Class names (from the spec, else ``class k``).
-    """
-
-    task: str
-    class_index: int | None
-    label: str | None
-    score: float
-    n_classes: int
-    labels: list[str] = field(default_factory=list)
-
-    def describe(self) -> str:
-        """E.g. ``predicted: lesion (p = 0.93)``."""
-        if self.task == "regression":
-            return f"output = {self.score:.4g}"
-        name = self.label or f"class {self.class_index}"
-        if self.task == "segmentation":
-            return f"predicted: {name} ({int(self.score)} voxels of the model grid)"
-        return f"predicted: {name} (p = {self.score:.2f})"
-
-
 def predict(model: Any, scan: ScanImage) -> Prediction:
-    """Run the model once on ``scan`` (as the engine feeds it) and report the predicted class.
-
-    Raises
-    ------
-    XAIError
-        The model does not fit the image (same messages as a run).
-    """
-    import torch
-
-    from napari_xai.engine.explain import _eval_mode, _forward_once
-    from napari_xai.engine.model_space import to_model_space
-    from napari_xai.engine.targets import resolve_target
-
-    loaded = get_model(model)
-    msi = to_model_space(scan, loaded.spec)
-    with _eval_mode(loaded.module):
-        output = _forward_once(loaded.module, msi.tensor)
-    resolved = resolve_target(output, msi.tensor, loaded.spec, None, None)
-    n = int(output.shape[1]) if output.ndim >= 2 else 1
-    labels = list(loaded.spec.labels) if loaded.spec.labels else [f"class {k}" for k in range(n)]
-    if resolved.task == "classification":
-        score = float(torch.softmax(output[0].double(), dim=0)[resolved.class_index])
-    elif resolved.task == "segmentation":
-        score = float(resolved.region.sum())
-    else:
-        score = float(output.reshape(-1)[0])
-    return Prediction(resolved.task, resolved.class_index, resolved.label, score, n, labels)
+    """The model's decision on ``scan``, for the target menu (the engine's :func:`~napari_xai.engine.predict`)."""
+    return engine_predict(get_model(model), scan)
 
 
 def target_choices(prediction: Prediction | None, labels: list[str] | None) -> list[tuple[str, Any]]:

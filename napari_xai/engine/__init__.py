@@ -20,6 +20,7 @@ from .geometry import Geometry, napari_layer_kwargs, slicer_ijk_to_ras
 from .image import ScanImage, as_scan, validate_scan
 from .image_io import read_image, write_image
 from .models import LoadedModel, ModelSpec, load_model, register_architecture
+from .predict import Prediction, predict
 from .progress import Progress
 from .registry import MethodSpec, ParamSpec, get_method, list_methods
 
@@ -36,6 +37,7 @@ __all__ = [
     "ModelError",
     "ModelSpec",
     "ParamSpec",
+    "Prediction",
     "Progress",
     "ScanImage",
     "TargetError",
@@ -49,6 +51,7 @@ __all__ = [
     "list_methods",
     "load_model",
     "napari_layer_kwargs",
+    "predict",
     "read_image",
     "register_architecture",
     "slicer_ijk_to_ras",

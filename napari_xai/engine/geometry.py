@@ -130,6 +130,40 @@ def napari_layer_kwargs(geometry: Geometry) -> dict[str, Any]:
     }
 
 
+def geometry_from_data_to_world(matrix_zyx: np.ndarray) -> Geometry:
+    """The geometry of a homogeneous data-to-world matrix in ``(z, y, x)`` order: the inverse of :func:`napari_layer_kwargs`.
+
+    For a layer placed by :func:`napari_layer_kwargs` this gives back
+    ``spacing = scale[::-1]``, ``origin = translate[::-1]`` and ``direction =
+    rotate[::-1, ::-1]``; any shear or extra affine is folded in by splitting
+    the linear part into column norms (spacing) and unit columns (direction).
+
+    Parameters
+    ----------
+    matrix_zyx : numpy.ndarray
+        ``(d + 1) x (d + 1)`` matrix mapping ``(z, y, x, 1)`` indices to world (napari's ``affine_matrix``).
+
+    Raises
+    ------
+    ValueError
+        Not 2D/3D, not finite, or an axis with zero length.
+    """
+    affine = np.asarray(matrix_zyx, dtype=float)
+    dim = affine.shape[0] - 1
+    if dim not in (2, 3) or affine.shape != (dim + 1, dim + 1):
+        raise ValueError(f"expected a 3x3 or 4x4 homogeneous matrix, got shape {affine.shape}")
+    linear, offset = affine[:dim, :dim], affine[:dim, dim]
+    norms = np.linalg.norm(linear, axis=0)
+    if not np.all(np.isfinite(affine)) or np.any(norms <= 0):
+        raise ValueError("the transform is degenerate (an axis of zero length, or non-finite entries)")
+    direction_zyx = linear / norms
+    return Geometry(
+        origin=tuple(float(v) for v in offset[::-1]),
+        spacing=tuple(float(v) for v in norms[::-1]),
+        direction=tuple(float(v) for v in direction_zyx[::-1, ::-1].ravel()),
+    )
+
+
 def slicer_ijk_to_ras(geometry: Geometry) -> np.ndarray:
     """The 4x4 IJKToRAS matrix Slicer uses for a volume with this geometry.
 

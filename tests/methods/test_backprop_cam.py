@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 
+import captum.attr as captum_attr
 import numpy as np
 import pytest
 import torch
@@ -22,7 +23,6 @@ from napari_xai.engine.methods.smoothgrad import noise_sigma, noisy_inputs
 
 from ..conftest import make_net
 
-captum_attr = pytest.importorskip("captum.attr")
 
 MAP_METHODS = [
     "input_x_gradient",
@@ -143,7 +143,10 @@ def test_deeplift_shap_matches_captum_and_is_complete(dim, task):
     with torch.no_grad():
         expected = float(score(net(x))[0] - score(net(refs)).mean())
     assert a.values.astype(np.float64).sum() == pytest.approx(expected, rel=1e-4, abs=1e-4)
-    assert a.checks["completeness"]["relative_delta"] < 1e-4
+    # f(x) - mean f(ref) can be tiny next to the scores themselves (0.004 against region sums of
+    # order 1 here), so the relative delta measures float32 round-off, which depends on how the
+    # references were batched; bound the delta against the scale of the score instead.
+    assert abs(a.checks["completeness"]["delta"]) < 1e-4 * max(1.0, abs(a.target["score"]))
 
 
 @pytest.mark.parametrize("task", ["class", "region"])
@@ -295,7 +298,7 @@ def test_cam_is_grad_cam_times_a_constant_on_gap_linear(dim):
 
 @pytest.mark.parametrize("dim", [2, 3])
 def test_cam_matches_monai(dim):
-    monai_cam = pytest.importorskip("monai.visualize").CAM
+    from monai.visualize import CAM as monai_cam
     net, img, _, _ = case(dim, "class")
     cam = explain(net, img, "cam", target=1).values
     ref = monai_cam(copy.deepcopy(net), target_layers="features.4", fc_layers="head", postprocessing=lambda t: t)(tensor(img), class_idx=[1])
@@ -323,7 +326,7 @@ def test_grad_cam_pp_matches_monai(dim, task):
     """MONAI's GradCAMpp keeps the paper's exp(score) factor (we leave that constant out) and adds 1e-7 to the
     alpha denominator; head weights x30 make the gradients large enough for that 1e-7 not to matter, and a
     mean over the region keeps exp(score) finite."""
-    monai_vis = pytest.importorskip("monai.visualize")
+    import monai.visualize as monai_vis
     net, img, kwargs, _ = case(dim, task)
     with torch.no_grad():
         net.head.weight.mul_(30)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import math
 
+import captum.attr as captum_attr
 import numpy as np
 import pytest
 import torch
@@ -27,7 +28,6 @@ from napari_xai.engine.methods.rise import draw_grids, rise_masks
 
 from ..conftest import make_net
 
-captum_attr = pytest.importorskip("captum.attr")
 from captum._utils.models.model import Model  # noqa: E402
 
 #: Small settings: every run takes well under a second on these inputs.
