@@ -8,6 +8,7 @@ synchronously and the widget runs in a thread worker, as in stardist-napari.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -281,21 +282,7 @@ def embed_slice(attribution: Attribution, scan: ScanImage, k: int) -> Attributio
     values[k] = attribution.values
     target = dict(attribution.target, slice=k)
     target["description"] = f"{attribution.target.get('description', '')} on slice z={k}"
-    return Attribution(
-        values=values,
-        geometry=scan.geometry,
-        method=attribution.method,
-        method_title=attribution.method_title,
-        family=attribution.family,
-        sign=attribution.sign,
-        target=target,
-        params=attribution.params,
-        model=attribution.model,
-        image_name=scan.name,
-        timings=attribution.timings,
-        checks=attribution.checks,
-        package_version=attribution.package_version,
-    )
+    return dataclasses.replace(attribution, values=values, geometry=scan.geometry, target=target, image_name=scan.name)
 
 
 def run_jobs(jobs: list[Job]) -> Generator[Progress, None, list[Attribution]]:

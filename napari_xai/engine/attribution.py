@@ -76,8 +76,8 @@ class Attribution:
         return f"{self.method_title}: {label}{suffix}"
 
     def provenance(self) -> dict[str, Any]:
-        """Everything needed to tell how the map was made, as plain JSON."""
-        return {
+        """Everything needed to tell how the map was made, as plain JSON types (numpy values converted)."""
+        record = {
             "method": self.method,
             "method_title": self.method_title,
             "family": self.family,
@@ -91,6 +91,7 @@ class Attribution:
             "checks": self.checks,
             "napari_xai_version": self.package_version,
         }
+        return json.loads(json.dumps(record, default=_json_default))
 
     def caption(self) -> str:
         """One line for a figure: model, method, target, parameters."""
@@ -111,9 +112,9 @@ class Attribution:
         Path
             The image path.
         """
-        text = json.dumps(self.provenance(), default=_json_default)
+        text = json.dumps(self.provenance())
         p = write_image(self.values.astype(np.float32), self.geometry, path, {PROVENANCE_KEY: text})
-        Path(str(p) + ".json").write_text(json.dumps(self.provenance(), indent=2, default=_json_default) + "\n", encoding="utf-8")
+        Path(str(p) + ".json").write_text(json.dumps(self.provenance(), indent=2) + "\n", encoding="utf-8")
         return p
 
 

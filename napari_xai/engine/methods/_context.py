@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -93,6 +94,19 @@ class MethodContext:
         if grad is None:
             raise not_differentiable()
         return grad.detach(), score.detach().float()
+
+
+def record_completeness(ctx: MethodContext, attribution: np.ndarray, baseline_score: float) -> None:
+    """Record how closely a map sums to f(x) - f(baseline) (the completeness axiom) in ``ctx.checks``."""
+    expected = ctx.target.score_value - baseline_score
+    got = float(np.asarray(attribution, dtype=np.float64).sum())
+    ctx.checks["completeness"] = {
+        "attribution_sum": got,
+        "score_difference": expected,
+        "baseline_score": baseline_score,
+        "delta": got - expected,
+        "relative_delta": abs(got - expected) / max(abs(expected), 1e-12),
+    }
 
 
 def not_differentiable() -> MethodError:

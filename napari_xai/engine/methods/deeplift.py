@@ -42,7 +42,7 @@ from scipy import ndimage
 from ..budget import batches
 from ..progress import Progress
 from ..registry import MethodSpec, ParamSpec, register_method
-from ._context import MethodContext, baseline_value
+from ._context import MethodContext, baseline_value, record_completeness
 from ._modified import copy_model, deeplift_multipliers
 
 DISTRIBUTIONS = ("mixed", "blurred", "noise", "zeros")
@@ -70,25 +70,13 @@ def reference_distribution(x: torch.Tensor, kind: str, n: int, seed: int) -> tor
     return torch.from_numpy(np.stack(out).astype(np.float32)).to(device=x.device, dtype=x.dtype)
 
 
-def _record_completeness(ctx: MethodContext, attribution: np.ndarray, reference_score: float) -> None:
-    expected = ctx.target.score_value - reference_score
-    got = float(attribution.astype(np.float64).sum())
-    ctx.checks["completeness"] = {
-        "attribution_sum": got,
-        "score_difference": expected,
-        "baseline_score": reference_score,
-        "delta": got - expected,
-        "relative_delta": abs(got - expected) / max(abs(expected), 1e-12),
-    }
-
-
 def _deeplift(ctx: MethodContext, params: dict[str, Any]) -> Generator[Progress, None, np.ndarray]:
     yield Progress(0, 1, "DeepLIFT: reference and backward pass")
     clone = copy_model(ctx, "DeepLIFT")
     ref = torch.full_like(ctx.x, baseline_value(ctx.x, params["baseline"]))
     mult, _, ref_scores = deeplift_multipliers(ctx, clone, ctx.x, ref)
     attribution = ((ctx.x - ref) * mult)[0].cpu().numpy()
-    _record_completeness(ctx, attribution, float(ref_scores[0]))
+    record_completeness(ctx, attribution, float(ref_scores[0]))
     yield Progress(1, 1, "DeepLIFT: done")
     return attribution
 
@@ -108,7 +96,7 @@ def _deeplift_shap(ctx: MethodContext, params: dict[str, Any]) -> Generator[Prog
         ref_total += float(ref_scores.double().sum())
         yield Progress(hi, n, f"DeepLIFT-SHAP: {hi}/{n} references")
     attribution = (total / n).float().cpu().numpy()
-    _record_completeness(ctx, attribution, ref_total / n)
+    record_completeness(ctx, attribution, ref_total / n)
     return attribution
 
 

@@ -19,7 +19,7 @@ import torch
 from ..budget import batches
 from ..progress import Progress
 from ..registry import MethodSpec, ParamSpec, register_method
-from ._context import MethodContext, baseline_value
+from ._context import MethodContext, baseline_value, record_completeness
 
 RULES = ("gausslegendre", "riemann_trapezoid", "riemann_middle", "riemann_left", "riemann_right")
 
@@ -54,16 +54,7 @@ def _run(ctx: MethodContext, params: dict[str, Any]) -> Generator[Progress, None
         total += (grads * w).sum(dim=0)
         yield Progress(stop, steps + 1, f"integrated gradients: {stop}/{steps} steps")
     attribution = (delta[0] * total).cpu().numpy()
-    f_base = float(ctx.scores(baseline)[0])
-    expected = ctx.target.score_value - f_base
-    got = float(attribution.astype(np.float64).sum())
-    ctx.checks["completeness"] = {
-        "attribution_sum": got,
-        "score_difference": expected,
-        "baseline_score": f_base,
-        "delta": got - expected,
-        "relative_delta": abs(got - expected) / max(abs(expected), 1e-12),
-    }
+    record_completeness(ctx, attribution, float(ctx.scores(baseline)[0]))
     yield Progress(steps + 1, steps + 1, "integrated gradients: done")
     return attribution
 

@@ -169,7 +169,7 @@ def create_map_volume(
 
 def set_provenance(volume_node: Any, provenance: dict, sign: str) -> None:
     """Store how the map was made (JSON) and its sign as node attributes (saved with the scene)."""
-    volume_node.SetAttribute(PROVENANCE_ATTRIBUTE, json.dumps(provenance, default=_json_default))
+    volume_node.SetAttribute(PROVENANCE_ATTRIBUTE, json.dumps(provenance))
     volume_node.SetAttribute(SIGN_ATTRIBUTE, sign)
 
 
@@ -406,7 +406,7 @@ def save_map(volume_node: Any, path: str | os.PathLike) -> Path:
         raise OSError(f"Slicer could not write {p}.")
     provenance = get_provenance(volume_node)
     if provenance is not None:
-        Path(str(p) + ".json").write_text(json.dumps(provenance, indent=2, default=_json_default) + "\n", encoding="utf-8")
+        Path(str(p) + ".json").write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
     return p
 
 
@@ -430,11 +430,3 @@ def _remove_new_nodes(scene: Any, before: set[str]) -> None:
         node = scene.GetNodeByID(node_id)
         if node is not None:
             scene.RemoveNode(node)
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return str(obj)
