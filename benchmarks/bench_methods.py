@@ -25,12 +25,11 @@ CASES = {
     "vanilla_gradient": {"absolute": True},
     "integrated_gradients": {"steps": 32, "rule": "gausslegendre"},
     "grad_cam": {"relu": True},
-    "occlusion": {"window": 8, "stride": 4, "baseline": "zeros"},
+    "occlusion": {"window": 12, "stride": 12, "baseline": "zeros"},
 }
 
 
 def run_one(impl: str, method: str, repeat: int, threads: int) -> dict:
-    import numpy as np
     import torch
 
     torch.set_num_threads(threads)

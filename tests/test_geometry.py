@@ -9,7 +9,7 @@ import SimpleITK as sitk
 from napari_xai.engine import Geometry, napari_layer_kwargs, read_image, slicer_ijk_to_ras, write_image
 from napari_xai.engine.geometry import LPS_TO_RAS
 
-from .conftest import OBLIQUE, oblique_sitk
+from .conftest import OBLIQUE
 
 
 def all_indices(shape_zyx):

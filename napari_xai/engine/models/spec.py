@@ -97,7 +97,7 @@ class ModelSpec:
             if self.spatial_dims is not None and len(value) != self.spatial_dims:
                 raise bad(
                     f"{key} {list(value)} has {len(value)} entries for a {self.spatial_dims}D model.",
-                    f"Give one entry per spatial axis, in (z, y, x) order.",
+                    "Give one entry per spatial axis, in (z, y, x) order.",
                 )
             if any(v <= 0 for v in value):
                 raise bad(f"{key} {list(value)} has non-positive entries.", "Use positive sizes and spacings.")
