@@ -9,7 +9,11 @@ import torch
 import torch.nn as nn
 
 from ..errors import MethodError
-from ._context import MethodContext
+from ..registry import ParamSpec
+from ._context import MethodContext, not_differentiable
+
+#: The ``layer`` parameter every class activation method takes.
+LAYER_PARAM = ParamSpec("layer", str, "", "Layer to read (dotted name); empty: the spec's cam_layer, else the last layer with spatial output.")
 
 
 def find_cam_layer(ctx: MethodContext, requested: str) -> str:
@@ -75,3 +79,20 @@ def capture_activation(layer: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
         yield store
     finally:
         handle.remove()
+
+
+def activation_and_gradient(ctx: MethodContext, name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The layer's activation ``A``, the gradient of the target score w.r.t. it, and the score (batch of one).
+
+    Raises
+    ------
+    MethodError
+        The score does not depend differentiably on the layer.
+    """
+    with capture_activation(ctx.model.get_layer(name)) as store, torch.enable_grad():
+        score = ctx.target.score(ctx.module(ctx.x.detach().clone().requires_grad_(True)))
+        act = store["activation"]
+        if not score.requires_grad or not act.requires_grad:
+            raise not_differentiable()
+        (grad,) = torch.autograd.grad(score.sum(), act)
+    return act.detach(), grad.detach(), score.detach()

@@ -63,24 +63,10 @@ from ..budget import batches
 from ..errors import MethodError
 from ..progress import Progress
 from ..registry import MethodSpec, ParamSpec, register_method
-from ._context import MethodContext, baseline_value, not_differentiable
-from ._layers import capture_activation, find_cam_layer
+from ._context import MethodContext, baseline_value
+from ._layers import LAYER_PARAM, activation_and_gradient, capture_activation, find_cam_layer
 from ._modified import copy_model, relu_rule_gradients
-from .grad_cam import upsample
-
-LAYER_PARAM = ParamSpec("layer", str, "", "Layer to read (dotted name); empty: the spec's cam_layer, else the last layer with spatial output.")
-
-
-def activation_and_gradient(ctx: MethodContext, name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The layer's activation ``A``, the gradient of the target score w.r.t. it, and the score (batch of one)."""
-    with capture_activation(ctx.model.get_layer(name)) as store, torch.enable_grad():
-        score = ctx.target.score(ctx.module(ctx.x.detach().clone().requires_grad_(True)))
-        act = store["activation"]
-        if not score.requires_grad or not act.requires_grad:
-            raise not_differentiable()
-        (grad,) = torch.autograd.grad(score.sum(), act)
-    return act.detach(), grad.detach(), score.detach()
-
+from .grad_cam import grad_cam_map, upsample
 
 @contextlib.contextmanager
 def replaced_activation(layer: nn.Module, value: torch.Tensor) -> Iterator[None]:
@@ -189,8 +175,7 @@ def _guided_grad_cam(ctx: MethodContext, params: dict[str, Any]) -> Generator[Pr
     ctx.checks["layer"] = name
     yield Progress(0, 2, f"Guided Grad-CAM on layer {name}")
     act, grad, _ = activation_and_gradient(ctx, name)
-    alpha = grad.mean(dim=tuple(range(2, grad.ndim)), keepdim=True)
-    cam = upsample(torch.relu((alpha * act).sum(dim=1, keepdim=True)), ctx.spatial_shape)
+    cam = upsample(grad_cam_map(act, grad, relu=True), ctx.spatial_shape)
     yield Progress(1, 2, "Guided Grad-CAM: guided backprop")
     guided = relu_rule_gradients(ctx, copy_model(ctx, "Guided Grad-CAM"), ctx.x, "guided")
     yield Progress(2, 2, "Guided Grad-CAM: done")

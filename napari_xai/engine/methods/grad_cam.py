@@ -22,8 +22,8 @@ import torch.nn.functional as F
 
 from ..progress import Progress
 from ..registry import MethodSpec, ParamSpec, register_method
-from ._context import MethodContext, not_differentiable
-from ._layers import capture_activation, find_cam_layer
+from ._context import MethodContext
+from ._layers import LAYER_PARAM, activation_and_gradient, find_cam_layer
 
 
 def upsample(cam: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
@@ -34,22 +34,19 @@ def upsample(cam: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
     return F.interpolate(cam, size=size, mode=mode, align_corners=False)
 
 
+def grad_cam_map(act: torch.Tensor, grad: torch.Tensor, relu: bool) -> torch.Tensor:
+    """Feature maps weighted by their spatially averaged gradients, summed: ``(N, 1, *layer_grid)``."""
+    alpha = grad.mean(dim=tuple(range(2, grad.ndim)), keepdim=True)
+    cam = (alpha * act).sum(dim=1, keepdim=True)
+    return torch.relu(cam) if relu else cam
+
+
 def _run(ctx: MethodContext, params: dict[str, Any]) -> Generator[Progress, None, np.ndarray]:
     name = find_cam_layer(ctx, params["layer"])
     ctx.checks["layer"] = name
     yield Progress(0, 1, f"Grad-CAM on layer {name}")
-    with capture_activation(ctx.model.get_layer(name)) as store, torch.enable_grad():
-        score = ctx.target.score(ctx.module(ctx.x.detach().clone().requires_grad_(True)))
-        act = store["activation"]
-        if not score.requires_grad or not act.requires_grad:
-            raise not_differentiable()
-        (grad,) = torch.autograd.grad(score.sum(), act)
-    act, grad = act.detach(), grad.detach()
-    alpha = grad.mean(dim=tuple(range(2, grad.ndim)), keepdim=True)
-    cam = (alpha * act).sum(dim=1, keepdim=True)
-    if params["relu"]:
-        cam = torch.relu(cam)
-    cam = upsample(cam, ctx.spatial_shape)
+    act, grad, _ = activation_and_gradient(ctx, name)
+    cam = upsample(grad_cam_map(act, grad, params["relu"]), ctx.spatial_shape)
     yield Progress(1, 1, "Grad-CAM: done")
     return cam[0, 0].cpu().numpy()
 
@@ -66,7 +63,7 @@ SPEC = register_method(
         sign="signed",
         model_agnostic=False,
         params=(
-            ParamSpec("layer", str, "", "Layer to read (dotted name); empty: the spec's cam_layer, else the last layer with spatial output."),
+            LAYER_PARAM,
             ParamSpec("relu", bool, True, "Keep only positive evidence, as in the paper; off keeps the signed map."),
         ),
         run=_run,
