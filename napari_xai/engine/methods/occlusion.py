@@ -23,14 +23,7 @@ from ..errors import MethodError
 from ..progress import Progress
 from ..registry import MethodSpec, ParamSpec, register_method
 from ._context import MethodContext, baseline_value
-
-
-def per_axis(value: int | tuple[int, ...], dim: int, name: str) -> tuple[int, ...]:
-    """An int or a per-axis tuple, as a tuple of ``dim`` ints."""
-    out = tuple(value) if isinstance(value, tuple) else (value,) * dim
-    if len(out) != dim:
-        raise MethodError(f"Occlusion: {name} {out} has {len(out)} entries for a {dim}D image.", f"Give one int or {dim} ints (z, y, x).")
-    return out
+from ._perturb import per_axis
 
 
 def window_starts(shape: tuple[int, ...], window: tuple[int, ...], stride: tuple[int, ...]) -> list[tuple[int, ...]]:
@@ -41,8 +34,8 @@ def window_starts(shape: tuple[int, ...], window: tuple[int, ...], stride: tuple
 
 def _run(ctx: MethodContext, params: dict[str, Any]) -> Generator[Progress, None, np.ndarray]:
     shape = ctx.spatial_shape
-    window = per_axis(params["window"], ctx.dim, "window")
-    stride = per_axis(params["stride"], ctx.dim, "stride")
+    window = per_axis(params["window"], ctx.dim, "window", "Occlusion")
+    stride = per_axis(params["stride"], ctx.dim, "stride", "Occlusion")
     if any(w > n for w, n in zip(window, shape)):
         raise MethodError(
             f"Occlusion: the window {window} is larger than the model input {shape}.",
