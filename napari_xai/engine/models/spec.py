@@ -57,6 +57,17 @@ class ModelSpec:
         Weights file relative to the spec (state dict or safetensors).
     model_card : str, optional
         Path or URL of the model card.
+    sliding_window : dict, optional
+        The network is fully convolutional and runs by sliding windows over
+        the model-space volume, with the meaning of MONAI's
+        ``sliding_window_inference``: ``roi_size`` (z, y, x; required),
+        ``overlap`` (float in [0, 1), or one per axis; default 0.25),
+        ``mode`` (``"constant"`` or ``"gaussian"``; default ``"constant"``),
+        ``sigma_scale`` (float or one per axis; default 0.125),
+        ``padding_mode`` (``"constant"``, ``"reflect"``, ``"replicate"``,
+        ``"circular"``; default ``"constant"``), ``cval`` (default 0.0) and
+        ``sw_batch_size`` (default 1). Filled in from a MONAI bundle's
+        inferer or an nnU-Net plan's patch size.
     """
 
     name: str | None = None
@@ -72,6 +83,7 @@ class ModelSpec:
     architecture: dict[str, Any] | None = None
     weights: str | None = None
     model_card: str | None = None
+    sliding_window: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.input_size is not None:
@@ -108,6 +120,8 @@ class ModelSpec:
             raise bad(f"intensity type {kind!r} is unknown.", f"Use one of {', '.join(INTENSITY_TYPES)}.")
         if kind == "window" and ("center" not in self.intensity or float(self.intensity.get("width", 0)) <= 0):
             raise bad("a window intensity transform needs 'center' and a positive 'width'.", 'e.g. {"type": "window", "center": 40, "width": 400}.')
+        if self.sliding_window is not None:
+            self.sliding_window = _validated_sliding_window(self.sliding_window, self.spatial_dims)
         if self.orientation is not None:
             o = self.orientation.upper()
             axes = [{"L": 0, "R": 0, "P": 1, "A": 1, "S": 2, "I": 2}.get(c) for c in o]
@@ -156,6 +170,82 @@ class ModelSpec:
         p = Path(path)
         p.write_text(json.dumps({"format_version": 1, **self.to_dict()}, indent=2) + "\n", encoding="utf-8")
         return p
+
+
+SLIDING_WINDOW_DEFAULTS: dict[str, Any] = {
+    "overlap": 0.25,
+    "mode": "constant",
+    "sigma_scale": 0.125,
+    "padding_mode": "constant",
+    "cval": 0.0,
+    "sw_batch_size": 1,
+}
+SLIDING_WINDOW_MODES = ("constant", "gaussian")
+SLIDING_WINDOW_PADDING = ("constant", "reflect", "replicate", "circular")
+
+
+def _validated_sliding_window(sw: Any, spatial_dims: int | None) -> dict[str, Any]:
+    """The ``sliding_window`` field with its defaults filled in, or a :class:`ModelError`."""
+    example = '{"roi_size": [96, 96, 96], "overlap": 0.25, "mode": "gaussian"}'
+    if not isinstance(sw, dict):
+        raise ModelError(f"Model spec: sliding_window is {type(sw).__name__}, not an object.", f"Write it as {example}.")
+    unknown = sorted(set(sw) - set(SLIDING_WINDOW_DEFAULTS) - {"roi_size"})
+    if unknown:
+        raise ModelError(
+            f"Model spec: sliding_window has unknown key(s) {unknown}.",
+            f"Use roi_size and {', '.join(SLIDING_WINDOW_DEFAULTS)}.",
+        )
+    out = {**SLIDING_WINDOW_DEFAULTS, **sw}
+    roi = out.get("roi_size")
+    if (
+        not isinstance(roi, (list, tuple))
+        or not roi
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in roi)
+    ):
+        raise ModelError(
+            f"Model spec: sliding_window.roi_size is {roi!r}.",
+            f"Give one positive integer per spatial axis, in (z, y, x) order, e.g. {example}.",
+        )
+    if spatial_dims is not None and len(roi) != spatial_dims:
+        raise ModelError(
+            f"Model spec: sliding_window.roi_size {list(roi)} has {len(roi)} entries for a {spatial_dims}D model.",
+            "Give one entry per spatial axis, in (z, y, x) order.",
+        )
+    out["roi_size"] = [int(v) for v in roi]
+    for key, lo, hi in (("overlap", 0.0, 1.0), ("sigma_scale", 0.0, None)):
+        value = out[key]
+        values = value if isinstance(value, (list, tuple)) else [value]
+        ok = len(values) in (1, len(roi)) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v >= lo and (hi is None or v < hi)
+            and v == v and v != float("inf")
+            for v in values
+        )
+        if key == "sigma_scale" and ok:
+            ok = all(v > 0 for v in values)
+        if not ok:
+            span = f"in [{lo}, {hi})" if hi is not None else "positive"
+            raise ModelError(
+                f"Model spec: sliding_window.{key} is {value!r}.",
+                f"Give a finite number {span}, or one per spatial axis.",
+            )
+        out[key] = [float(v) for v in value] if isinstance(value, (list, tuple)) else float(value)
+    if out["mode"] not in SLIDING_WINDOW_MODES:
+        raise ModelError(
+            f"Model spec: sliding_window.mode {out['mode']!r} is unknown.", f"Use one of {', '.join(SLIDING_WINDOW_MODES)}."
+        )
+    if out["padding_mode"] not in SLIDING_WINDOW_PADDING:
+        raise ModelError(
+            f"Model spec: sliding_window.padding_mode {out['padding_mode']!r} is unknown.",
+            f"Use one of {', '.join(SLIDING_WINDOW_PADDING)}.",
+        )
+    batch = out["sw_batch_size"]
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+        raise ModelError(f"Model spec: sliding_window.sw_batch_size is {batch!r}.", "Use a positive integer.")
+    cval = out["cval"]
+    if not isinstance(cval, (int, float)) or isinstance(cval, bool) or cval != cval:
+        raise ModelError(f"Model spec: sliding_window.cval is {cval!r}.", "Use a finite number.")
+    out["cval"] = float(cval)
+    return out
 
 
 def sidecar_path(model_path: str | os.PathLike) -> Path:
