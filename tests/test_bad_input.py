@@ -1,4 +1,4 @@
-"""Every failure a user can cause gives a clear message naming the problem and the fix (DESIGN §10)."""
+"""Every failure a user can cause gives a clear message naming the problem and the fix (docs/architecture.md, Errors)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The engine imports and works where napari, Qt, magicgui and Slicer cannot be imported (DESIGN §2)."""
+"""The engine imports and works where napari, Qt, magicgui, Slicer and Captum cannot be imported (docs/architecture.md, Layers)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import subprocess
 import sys
 import textwrap
 
-BLOCKED = ["napari", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "magicgui", "superqt", "vispy", "slicer", "qt", "ctk", "vtk"]
+# captum is a test/benchmark reference only: the engine must run without it.
+BLOCKED = ["captum", "napari", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "magicgui", "superqt", "vispy", "slicer", "qt", "ctk", "vtk"]
 
 SCRIPT = textwrap.dedent(
     f"""

@@ -39,7 +39,7 @@ def get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]] | None
 
 
 def read_layers(path: str | list[str]) -> list[LayerData]:
-    """Read each path into an image layer with its physical geometry (DESIGN §3)."""
+    """Read each path into an image layer with its physical geometry (docs/architecture.md, Geometry)."""
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     return [_read_one(p) for p in paths]
 

@@ -25,7 +25,7 @@ TRANSFORM_ATTRS = ("scale", "translate", "rotate", "shear", "affine", "units")
 
 
 def geometry_layer_kwargs(geometry: Geometry) -> dict[str, Any]:
-    """``scale``, ``translate``, ``rotate`` and ``units`` of a layer with this geometry (DESIGN §3)."""
+    """``scale``, ``translate``, ``rotate`` and ``units`` of a layer with this geometry (docs/architecture.md, Geometry)."""
     return napari_layer_kwargs(geometry)
 
 

@@ -22,7 +22,9 @@ from .image_io import read_image, write_image
 from .models import LoadedModel, ModelSpec, load_model, register_architecture
 from .predict import Prediction, predict
 from .progress import Progress
-from .registry import MethodSpec, ParamSpec, get_method, list_methods
+from .registry import MethodSpec, ParamSpec, get_method, list_methods, register_method, unregister_method
+from .methods._context import MethodContext
+from . import methods as _builtin_methods  # noqa: F401  (registers the built-in methods; after the registry)
 
 __all__ = [
     "Attribution",
@@ -32,6 +34,7 @@ __all__ = [
     "ImageError",
     "LoadedModel",
     "MemoryBudgetError",
+    "MethodContext",
     "MethodError",
     "MethodSpec",
     "ModelError",
@@ -54,6 +57,8 @@ __all__ = [
     "predict",
     "read_image",
     "register_architecture",
+    "register_method",
+    "unregister_method",
     "slicer_ijk_to_ras",
     "validate_scan",
     "write_image",

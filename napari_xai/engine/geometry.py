@@ -2,7 +2,7 @@
 
 Arrays are in numpy order ``(z, y, x)`` (``(y, x)`` in 2D); per-axis metadata
 (origin, spacing, direction) is kept as SimpleITK keeps it, ``(x, y, z)``.
-The formulas are those of DESIGN.md §3; the tests check them voxel by voxel
+The formulas are written out in ``docs/architecture.md`` (Geometry); the tests check them voxel by voxel
 against SimpleITK's ``TransformIndexToPhysicalPoint`` on an oblique,
 anisotropic volume.
 """

@@ -114,7 +114,7 @@ class MethodSpec:
     family : str
         One of :data:`FAMILIES`.
     reference : str
-        The paper, as cited in the review (DESIGN.md §6, REVIEW.txt).
+        The paper that defines the method (authors, title, venue, year).
     summary : str
         One line for a menu or tooltip.
     needs : frozenset of str
@@ -123,8 +123,10 @@ class MethodSpec:
     sign : str
         ``signed`` (positive supports the target, negative opposes it) or
         ``non-negative``; decides the display colour map.
-    model_agnostic : bool
-        True when only forward passes are used.
+    model_agnostic : bool, optional
+        True when only forward passes are used. It always equals
+        ``needs == {"forward"}``; leave it unset and it is derived (a value
+        that disagrees with ``needs`` is refused).
     params : tuple of ParamSpec
         Parameters with defaults, bounds and help.
     run : callable
@@ -148,18 +150,49 @@ class MethodSpec:
     summary: str
     needs: frozenset[str]
     sign: str
-    model_agnostic: bool
-    params: tuple[ParamSpec, ...]
-    run: Callable[..., Generator[Any, None, Any]] = field(repr=False, compare=False)
+    model_agnostic: bool | None = None
+    params: tuple[ParamSpec, ...] = ()
+    run: Callable[..., Generator[Any, None, Any]] | None = field(default=None, repr=False, compare=False)
     stochastic: bool = False
     sign_param: str | None = None
     output: str = "map"
 
     def __post_init__(self) -> None:
-        assert self.family in FAMILIES, self.family
-        assert self.output in OUTPUTS, self.output
-        assert set(self.needs) <= set(NEEDS), self.needs
-        assert self.sign in SIGNS, self.sign
+        # Explicit checks, not asserts: a method registered from outside the
+        # package must be refused under ``python -O`` too.
+        def bad(problem: str, fix: str) -> MethodError:
+            return MethodError(f"Method spec {self.name!r}: {problem}", fix)
+
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise bad("the name is not a Python identifier.", "Use a lower-case name such as 'my_method'.")
+        if self.family not in FAMILIES:
+            raise bad(f"family {self.family!r} is unknown.", f"Use one of {list(FAMILIES)}.")
+        if self.output not in OUTPUTS:
+            raise bad(f"output {self.output!r} is unknown.", f"Use one of {list(OUTPUTS)}.")
+        needs = frozenset(self.needs)
+        if not needs or not needs <= set(NEEDS):
+            raise bad(f"needs {sorted(needs)} is not a non-empty subset of {list(NEEDS)}.", "Declare what the method uses.")
+        object.__setattr__(self, "needs", needs)
+        if self.sign not in SIGNS:
+            raise bad(f"sign {self.sign!r} is unknown.", f"Use one of {list(SIGNS)}.")
+        agnostic = needs == {"forward"}
+        if self.model_agnostic is not None and bool(self.model_agnostic) != agnostic:
+            raise bad(
+                f"model_agnostic={self.model_agnostic} disagrees with needs {sorted(needs)}.",
+                "Leave model_agnostic unset: it is derived from needs.",
+            )
+        object.__setattr__(self, "model_agnostic", agnostic)
+        if not callable(self.run):
+            raise bad("run is not callable.", "Give run(ctx, params), a generator that returns the map.")
+        params = tuple(self.params)
+        if not all(isinstance(p, ParamSpec) for p in params):
+            raise bad("params holds something that is not a ParamSpec.", "Declare each parameter with ParamSpec.")
+        names = [p.name for p in params]
+        if len(set(names)) != len(names):
+            raise bad(f"parameter names repeat: {names}.", "Give each parameter one unique name.")
+        object.__setattr__(self, "params", params)
+        if self.sign_param is not None and (self.sign_param not in names or self.param(self.sign_param).type is not bool):
+            raise bad(f"sign_param {self.sign_param!r} is not a bool parameter of the method.", "Name a bool parameter, or leave it unset.")
 
     def param(self, name: str) -> ParamSpec:
         """The spec of parameter ``name``."""
@@ -216,20 +249,56 @@ _METHODS: dict[str, MethodSpec] = {}
 
 
 def register_method(spec: MethodSpec) -> MethodSpec:
-    """Add a method to the registry (names are unique)."""
-    if spec.name in _METHODS:
-        raise ValueError(f"method {spec.name!r} is registered twice")
+    """Add a method to the registry, so that :func:`explain` and both hosts offer it.
+
+    Parameters
+    ----------
+    spec : MethodSpec
+        The method's declaration and its ``run(ctx, params)`` generator
+        (see ``docs/architecture.md``, "Adding a method").
+
+    Returns
+    -------
+    MethodSpec
+        ``spec`` itself, so that a module can keep it as a constant.
+
+    Raises
+    ------
+    MethodError
+        Not a :class:`MethodSpec`, or a method of that name (or title) is
+        already registered.
+    """
+    if not isinstance(spec, MethodSpec):
+        raise MethodError(f"register_method was given a {type(spec).__name__}.", "Pass a MethodSpec.")
+    taken = {k for s in _METHODS.values() for k in (s.name, _key(s.title))}
+    if spec.name in taken or _key(spec.title) in taken:
+        raise MethodError(
+            f"A method called {spec.name!r} ({spec.title!r}) is already registered.",
+            "Choose another name and title, or unregister_method() the old one first.",
+        )
     _METHODS[spec.name] = spec
     return spec
 
 
-def _ensure_loaded() -> None:
-    from . import methods  # noqa: F401  (registers the built-in methods)
+def unregister_method(name: str) -> MethodSpec:
+    """Remove a method added with :func:`register_method` and return its spec.
+
+    Raises
+    ------
+    MethodError
+        No method of that name is registered.
+    """
+    if name not in _METHODS:
+        raise MethodError(f"No method {name!r} is registered.", f"Registered: {sorted(_METHODS)}.")
+    return _METHODS.pop(name)
+
+
+def _key(text: str) -> str:
+    return str(text).strip().lower().replace("-", "_").replace(" ", "_")
 
 
 def list_methods(family: str | None = None) -> list[MethodSpec]:
     """All registered methods, in catalogue order, optionally of one family."""
-    _ensure_loaded()
     specs = list(_METHODS.values())
     if family is not None:
         specs = [s for s in specs if s.family == family]
@@ -244,9 +313,8 @@ def get_method(name: str) -> MethodSpec:
     MethodError
         No such method.
     """
-    _ensure_loaded()
-    key = str(name).strip().lower().replace("-", "_").replace(" ", "_")
+    key = _key(name)
     for spec in _METHODS.values():
-        if key in (spec.name, spec.title.lower().replace("-", "_").replace(" ", "_")):
+        if key in (spec.name, _key(spec.title)):
             return spec
     raise MethodError(f"There is no method called {name!r}.", f"Use one of {sorted(_METHODS)}.")

@@ -81,7 +81,7 @@ See <a href="https://github.com/napari-xai/napari-xai/tree/main/slicer_module">t
         )
         self.parent.acknowledgementText = _(
             """
-Built on the napari-xai engine (Captum for backpropagation methods). The method catalogue follows the review:
+Built on the napari-xai engine (its methods are checked against Captum in its test suite). The method catalogue follows the review:
 """
             + REVIEW_CITATION
             + "."

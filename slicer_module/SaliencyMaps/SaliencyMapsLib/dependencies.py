@@ -29,7 +29,6 @@ from typing import Callable
 REQUIRED_IMPORTS = {
     "torch": "torch",
     "napari_xai": "napari-xai",
-    "captum": "captum",
     "safetensors": "safetensors",
     "scipy": "scipy",
     "matplotlib": "matplotlib",

@@ -5,7 +5,7 @@ never on the application's global ``slicer.mrmlScene``, and needs no Qt and
 no running application: it is tested against ``slicer-core`` (real MRML from
 PyPI).
 
-Geometry (DESIGN.md §3). Slicer keeps a volume's grid as ``IJKToRAS`` (RAS
+Geometry (docs/architecture.md in the repository). Slicer keeps a volume's grid as ``IJKToRAS`` (RAS
 world, index order ``i, j, k``); the engine keeps SimpleITK's origin, spacing
 and direction (LPS world, ``x, y, z`` per-axis order). With ``F = diag(-1, -1,
 1)`` (LPS <-> RAS, its own inverse)::
