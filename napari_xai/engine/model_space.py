@@ -117,11 +117,27 @@ def apply_intensity(arr: np.ndarray, intensity: dict) -> np.ndarray:
         lo, hi = float(a.min()), float(a.max())
         return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
     if kind == "zscore":
-        sel = a[a != 0] if intensity.get("nonzero") else a
+        mask = a != 0 if intensity.get("nonzero") or intensity.get("keep_zeros") else None
+        sel = a[mask] if mask is not None else a
         if sel.size == 0:
             return np.zeros_like(a)
         std = float(sel.std())
-        return (a - float(sel.mean())) / (std if std > 0 else 1.0)
+        out = (a - float(sel.mean())) / (std if std > 0 else 1.0)
+        if intensity.get("keep_zeros"):
+            out[~mask] = 0.0
+        return out
+    if kind == "range":  # MONAI's ScaleIntensityRange
+        a_min, a_max = float(intensity["a_min"]), float(intensity["a_max"])
+        out = (a - a_min) / (a_max - a_min)
+        b_min, b_max = intensity.get("b_min"), intensity.get("b_max")
+        if b_min is not None and b_max is not None:
+            out = out * (float(b_max) - float(b_min)) + float(b_min)
+            if intensity.get("clip"):
+                out = np.clip(out, float(b_min), float(b_max))
+        return out.astype(np.float32)
+    if kind == "ct":  # nnU-Net's CTNormalization, with its epsilon
+        out = np.clip(a, float(intensity["lower"]), float(intensity["upper"])) - float(intensity["mean"])
+        return (out / max(float(intensity["std"]), 1e-8)).astype(np.float32)
     raise ValueError(f"unknown intensity transform {kind!r}")
 
 
@@ -137,6 +153,11 @@ def _model_grid(scan: ScanImage, spec: ModelSpec) -> tuple[sitk.Image, Geometry]
         # Reorienting permutes axes: express size and spacing along the new axes.
         perm = np.abs(np.linalg.inv(geom.direction_matrix) @ direction).argmax(axis=0)
         size, spacing = size[perm], spacing[perm]
+    if spec.transpose is not None and len(spec.transpose) == dim:
+        # Model numpy axis i is the scan's numpy axis transpose[i]; in SimpleITK's reversed (x, y, z) order
+        # that is model axis a = dim-1-i taking axis dim-1-transpose[i].
+        perm = np.array([dim - 1 - spec.transpose[dim - 1 - a] for a in range(dim)])
+        direction, size, spacing = direction[:, perm], size[perm], spacing[perm]
     if spec.input_spacing is None and spec.input_size is None:
         new_spacing, new_size = spacing, size.astype(int)
     else:

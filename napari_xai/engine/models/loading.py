@@ -27,7 +27,7 @@ from ..errors import ModelError, UntrustedModelError
 from .architectures import resolve_architecture
 from .spec import ModelSpec, sidecar_path
 
-MODEL_KINDS = ("module", "torchscript", "export", "weights", "pickle")
+MODEL_KINDS = ("module", "torchscript", "export", "weights", "pickle", "monai_bundle", "nnunet")
 
 
 @dataclass
@@ -42,7 +42,8 @@ class LoadedModel:
     spec : ModelSpec
         What the model expects.
     kind : str
-        One of ``module``, ``torchscript``, ``export``, ``weights``, ``pickle``.
+        One of ``module``, ``torchscript``, ``export``, ``weights``, ``pickle``,
+        ``monai_bundle``, ``nnunet``.
     source : str
         File path, or ``<in-process ClassName>``.
     identity : str
@@ -138,21 +139,29 @@ def load_model(
     spec: ModelSpec | dict | str | os.PathLike | None = None,
     *,
     trust_pickle: bool = False,
+    **options: Any,
 ) -> LoadedModel:
-    """Load a model file safely.
+    """Load a model file (or a MONAI bundle or nnU-Net results folder) safely.
 
     Parameters
     ----------
     path : str or PathLike
         A ``torch.export`` archive (``.pt2``), a TorchScript file, a state
-        dict (``torch.save``) or ``.safetensors`` file, or a JSON spec whose
-        ``weights`` field names the weights file.
+        dict (``torch.save``) or ``.safetensors`` file, a JSON spec whose
+        ``weights`` field names the weights file, a MONAI bundle folder
+        (see :func:`~napari_xai.engine.models.monai_bundle.load_monai_bundle`)
+        or an nnU-Net v2 results folder (see
+        :func:`~napari_xai.engine.models.nnunet.load_nnunet`).
     spec : ModelSpec, dict or path, optional
         The model's spec; default: the sidecar ``<stem>.json`` if it exists.
         Weights files need one (it names the architecture).
     trust_pickle : bool
         Allow arbitrary unpickling (a whole model saved with ``torch.save``).
         Only for files you trust: unpickling runs code chosen by the file's author.
+    **options
+        Options of the folder loaders: ``trust_bundle_code`` and ``weights``
+        for MONAI bundles; ``folds``, ``checkpoint``, ``configuration`` and
+        ``use_mirroring`` for nnU-Net folders.
 
     Returns
     -------
@@ -166,6 +175,10 @@ def load_model(
         The file would need arbitrary unpickling and ``trust_pickle`` is False.
     """
     p = Path(path)
+    if p.is_dir():
+        return _load_folder(p, _as_spec(spec) if spec is not None else None, options)
+    if options:
+        raise ModelError(f"load_model got option(s) {sorted(options)} for the file {p.name}.", "These options are for MONAI bundle and nnU-Net folders only.")
     if p.suffix.lower() == ".json":
         spec_obj = _as_spec(spec) if spec is not None else ModelSpec.read(p)
         if not spec_obj.weights:
@@ -202,6 +215,26 @@ def load_model(
         ) from err
     module.eval()
     return LoadedModel(module, spec_obj, kind, str(p), identity, extra={"file_sha256": _file_sha256(p)})
+
+
+def _load_folder(p: Path, spec: ModelSpec | None, options: dict[str, Any]) -> LoadedModel:
+    """Dispatch a folder to the MONAI bundle or nnU-Net loader (their own modules)."""
+    from . import monai_bundle, nnunet
+
+    for name, is_format, load, allowed in (
+        ("MONAI bundle", monai_bundle.is_monai_bundle, monai_bundle.load_monai_bundle, {"trust_bundle_code", "weights"}),
+        ("nnU-Net results folder", nnunet.is_nnunet_results, nnunet.load_nnunet, {"folds", "checkpoint", "configuration", "use_mirroring"}),
+    ):
+        if is_format(p):
+            unknown = sorted(set(options) - allowed)
+            if unknown:
+                raise ModelError(f"load_model got option(s) {unknown}, which a {name} does not take.", f"Use {sorted(allowed)}.")
+            return load(p, spec, **options)
+    raise ModelError(
+        f"{p} is a folder, but neither a MONAI bundle (configs/metadata.json, configs/inference.json) "
+        "nor an nnU-Net v2 results folder (dataset.json, plans.json, fold_N/checkpoint_final.pth).",
+        "Give a model file, a MONAI bundle's root folder or an nnU-Net trained-model folder.",
+    )
 
 
 def _as_spec(spec: ModelSpec | dict | str | os.PathLike) -> ModelSpec:

@@ -8,10 +8,12 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import ModelError
 
 TASKS = ("auto", "classification", "segmentation", "regression")
-INTENSITY_TYPES = ("none", "window", "zscore", "minmax", "scale")
+INTENSITY_TYPES = ("none", "window", "zscore", "minmax", "scale", "range", "ct")
 
 
 @dataclass
@@ -38,13 +40,28 @@ class ModelSpec:
         Voxel size in mm the model was trained at, ``(z, y, x)``.
     orientation : str, optional
         Three-letter orientation the model was trained in (SimpleITK
-        ``DICOMOrient`` code, e.g. ``"RAS"`` or ``"LPS"``); the scan is
-        permuted/flipped into it without interpolation.
+        ``DICOMOrient`` code, e.g. ``"RAS"`` or ``"LPS"``; each letter is the
+        direction its axis, x then y then z, increases towards, as in MONAI's
+        and nibabel's ``axcodes``); the scan is permuted/flipped into it
+        without interpolation.
+    transpose : tuple of int, optional
+        Permutation of the spatial axes after reorientation: the model's
+        axis ``i`` is the scan's numpy axis ``transpose[i]`` (nnU-Net's
+        ``transpose_forward``; ``(2, 1, 0)`` feeds MONAI's ``(x, y, z)``
+        array layout). ``input_size``, ``input_spacing`` and
+        ``sliding_window.roi_size`` are then in the model's axis order.
     intensity : dict
         ``{"type": "none"}``, ``{"type": "window", "center": c, "width": w}``
-        (clipped and scaled to [0, 1]), ``{"type": "zscore", "nonzero": bool}``,
-        ``{"type": "minmax"}`` or ``{"type": "scale", "offset": a, "scale": b}``
-        (``(x - a) * b``).
+        (clipped and scaled to [0, 1]), ``{"type": "zscore", "nonzero": bool,
+        "keep_zeros": bool}`` (statistics over the nonzero voxels; with
+        ``keep_zeros`` only those are normalised and zeros stay zero, as
+        MONAI's ``NormalizeIntensity(nonzero=True)`` and nnU-Net's
+        ``use_mask_for_norm`` do), ``{"type": "minmax"}``,
+        ``{"type": "scale", "offset": a, "scale": b}`` (``(x - a) * b``),
+        ``{"type": "range", "a_min", "a_max", "b_min", "b_max", "clip"}``
+        (MONAI's ``ScaleIntensityRange``) or ``{"type": "ct", "lower",
+        "upper", "mean", "std"}`` (nnU-Net's ``CTNormalization``: clip to
+        ``[lower, upper]``, then ``(x - mean) / std``).
     labels : list of str, optional
         Class names, index order of the output channels.
     cam_layer : str, optional
@@ -77,6 +94,7 @@ class ModelSpec:
     input_size: tuple[int, ...] | None = None
     input_spacing: tuple[float, ...] | None = None
     orientation: str | None = None
+    transpose: tuple[int, ...] | None = None
     intensity: dict[str, Any] = field(default_factory=lambda: {"type": "none"})
     labels: list[str] | None = None
     cam_layer: str | None = None
@@ -90,6 +108,8 @@ class ModelSpec:
             self.input_size = tuple(int(v) for v in self.input_size)
         if self.input_spacing is not None:
             self.input_spacing = tuple(float(v) for v in self.input_spacing)
+        if self.transpose is not None and isinstance(self.transpose, (list, tuple)):
+            self.transpose = tuple(self.transpose)
         self.validate()
 
     def validate(self) -> None:
@@ -115,11 +135,19 @@ class ModelSpec:
                 raise bad(f"{key} {list(value)} has non-positive entries.", "Use positive sizes and spacings.")
         if self.in_channels is not None and self.in_channels < 1:
             raise bad(f"in_channels is {self.in_channels}.", "Use a positive channel count.")
+        if self.transpose is not None:
+            t = self.transpose
+            n = self.spatial_dims or len(t)
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in t) or sorted(t) != list(range(n)):
+                raise bad(f"transpose {list(t)!r} is not a permutation of the spatial axes.", "Give each of 0..dim-1 once, e.g. [2, 1, 0].")
+        if not isinstance(self.intensity, dict):
+            raise bad(f"intensity is {type(self.intensity).__name__}, not an object.", 'Write it as {"type": "zscore"}.')
         kind = self.intensity.get("type", "none")
         if kind not in INTENSITY_TYPES:
             raise bad(f"intensity type {kind!r} is unknown.", f"Use one of {', '.join(INTENSITY_TYPES)}.")
         if kind == "window" and ("center" not in self.intensity or float(self.intensity.get("width", 0)) <= 0):
             raise bad("a window intensity transform needs 'center' and a positive 'width'.", 'e.g. {"type": "window", "center": 40, "width": 400}.')
+        _validate_intensity_numbers(self.intensity, bad)
         if self.sliding_window is not None:
             self.sliding_window = _validated_sliding_window(self.sliding_window, self.spatial_dims)
         if self.orientation is not None:
@@ -170,6 +198,49 @@ class ModelSpec:
         p = Path(path)
         p.write_text(json.dumps({"format_version": 1, **self.to_dict()}, indent=2) + "\n", encoding="utf-8")
         return p
+
+
+#: Numeric keys of the intensity types that take them: required ones, then optional ones.
+_INTENSITY_NUMBERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "range": (("a_min", "a_max"), ("b_min", "b_max")),
+    "ct": (("lower", "upper", "mean", "std"), ()),
+    "scale": ((), ("offset", "scale")),
+}
+_INTENSITY_EXAMPLES = {
+    "range": '{"type": "range", "a_min": -57, "a_max": 164, "b_min": 0, "b_max": 1, "clip": true}',
+    "ct": '{"type": "ct", "lower": -958, "upper": 327, "mean": 82.9, "std": 136.9}',
+    "scale": '{"type": "scale", "offset": 0, "scale": 1}',
+}
+
+
+def _validate_intensity_numbers(intensity: dict[str, Any], bad: Any) -> None:
+    """Check the numeric parameters of ``range``, ``ct`` and ``scale`` transforms and the flags of ``zscore``/``range``."""
+    kind = intensity.get("type", "none")
+    for flag in ("nonzero", "keep_zeros", "clip"):
+        if flag in intensity and not isinstance(intensity[flag], bool):
+            raise bad(f"intensity '{flag}' is {intensity[flag]!r}.", "Use true or false.")
+    if kind not in _INTENSITY_NUMBERS:
+        return
+    required, optional = _INTENSITY_NUMBERS[kind]
+    example = _INTENSITY_EXAMPLES[kind]
+    for key in required + optional:
+        if key not in intensity:
+            if key in required:
+                raise bad(f"a {kind} intensity transform needs {', '.join(repr(k) for k in required)}.", f"e.g. {example}.")
+            continue
+        value = intensity[key]
+        if value is None and key in ("b_min", "b_max"):
+            continue  # MONAI: no output range, only (x - a_min) / (a_max - a_min)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not np.isfinite(value):
+            raise bad(f"intensity {key!r} is {value!r}.", f"Give a finite number, e.g. {example}.")
+    if kind == "range" and float(intensity["a_max"]) == float(intensity["a_min"]):
+        raise bad("a range intensity transform has a_min == a_max.", "Give the input range the model was trained with, a_min < a_max.")
+    if kind == "range" and (intensity.get("b_min") is None) != (intensity.get("b_max") is None):
+        raise bad("a range intensity transform gives only one of b_min and b_max.", "Give both, or neither.")
+    if kind == "ct" and float(intensity["lower"]) > float(intensity["upper"]):
+        raise bad("a ct intensity transform has lower > upper.", f"Give the clip bounds in order, e.g. {example}.")
+    if kind == "ct" and float(intensity["std"]) < 0:
+        raise bad("a ct intensity transform has a negative std.", f"Give the foreground standard deviation, e.g. {example}.")
 
 
 SLIDING_WINDOW_DEFAULTS: dict[str, Any] = {
