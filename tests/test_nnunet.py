@@ -240,3 +240,22 @@ def test_resampled_scan_lands_on_the_plans_spacing(results):
     msi = to_model_space(scan, load_model(results, folds=0).spec)
     assert msi.geometry.spacing[::-1] == pytest.approx(tuple(NNUNET_SPACING))
     assert msi.tensor.shape[2:] == (round(20 * 2.5 / 1.5), round(30 / 0.7), round(30 / 0.7))  # nnU-Net's compute_new_shape
+
+
+def test_cli_explains_with_an_nnunet_fold(tmp_path, results, capsys):
+    import SimpleITK as sitk
+
+    from napari_xai.engine.cli import main
+
+    scan, lesion = synthetic_ct((16, 36, 36), tuple(NNUNET_SPACING))
+    image, region = tmp_path / "synthetic_ct.nii.gz", tmp_path / "lesion.nii.gz"
+    sitk.WriteImage(scan.to_sitk(), str(image))
+    sitk.WriteImage(scan.geometry.apply_to(sitk.GetImageFromArray(lesion.astype(np.uint8))), str(region))
+    out = tmp_path / "out"
+    args = ["--model", str(results), "--image", str(image), "--region", str(region), "--target", "lesion",
+            "--method", "vanilla_gradient", "--no-png", "--out", str(out)]
+    assert main([*args, "--folds", "1"]) == 0
+    prov = json.loads((out / "synthetic_ct_vanilla_gradient.nii.gz.json").read_text())
+    assert prov["model"]["kind"] == "nnunet" and prov["target"]["label"] == "lesion"
+    assert main([*args, "--folds", "x"]) == 2
+    assert "not fold numbers" in capsys.readouterr().err

@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Explain a PyTorch model's decision on CT/MRI scans; write maps aligned with each scan (and overlay PNGs).",
     )
     parser.add_argument("--sample", action="store_true", help="use the bundled sample brain MRI and lesion classifier")
-    parser.add_argument("--model", help="model file (.pt2, TorchScript, weights + <stem>.json spec, or a spec .json)")
+    parser.add_argument("--model", help="model file (.pt2, TorchScript, weights + <stem>.json spec, or a spec .json), MONAI bundle folder or nnU-Net results folder")
     parser.add_argument("--image", nargs="+", default=[], help="scan(s): NIfTI, NRRD, MHA or a DICOM series folder")
     parser.add_argument("--method", action="append", help="method name (repeatable); see --list-methods")
     parser.add_argument("--target", help="class index or label (default: the predicted class)")
@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--layout", default="orthogonal", choices=("orthogonal", "montage"), help="overlay figure layout")
     parser.add_argument("--memory-budget-mb", type=int, help="working memory per batch")
     parser.add_argument("--trust-pickle", action="store_true", help="allow a pickled whole-model file (runs code from the file: only for files you trust)")
+    parser.add_argument("--trust-bundle-code", action="store_true", help="MONAI bundle: parse the whole config, running its expressions and scripts/ (only for bundles you trust)")
+    parser.add_argument("--folds", help="nnU-Net folder: fold(s) to use, e.g. 0 or 0,1,2 or all (default: every fold, averaged)")
     parser.add_argument("--list-methods", action="store_true", help="list the methods and their parameters, then exit")
     return parser
 
@@ -104,7 +106,12 @@ def _run(args: argparse.Namespace) -> int:
         model_path, images, methods = args.model, args.image, args.method or ["integrated_gradients"]
     for name in methods:
         get_method(name)
-    model = load_model(model_path, trust_pickle=args.trust_pickle)
+    folder_options: dict = {}
+    if args.trust_bundle_code:
+        folder_options["trust_bundle_code"] = True
+    if args.folds:
+        folder_options["folds"] = [f.strip() for f in args.folds.split(",")]
+    model = load_model(model_path, trust_pickle=args.trust_pickle, **folder_options)
     region = read_image(args.region).array.astype(bool) if args.region else None
     params = dict(args.param)
     out = Path(args.out)

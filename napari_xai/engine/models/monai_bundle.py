@@ -140,9 +140,17 @@ def load_monai_bundle(
     return LoadedModel(network, spec_obj, "monai_bundle", str(root), weights_identity(network), extra=extra)
 
 
-def _read_config(path: Path) -> dict[str, Any]:
-    from monai.bundle import ConfigParser  # reads JSON and YAML (safe_load), evaluates nothing
+def _config_parser() -> Any:
+    """MONAI's ``ConfigParser`` class, or a :class:`ModelError` saying how to install MONAI."""
+    try:
+        from monai.bundle import ConfigParser
+    except ImportError as err:
+        raise ModelError("Loading a MONAI bundle needs MONAI, which is not installed.", "pip install 'napari-xai[monai]' (or pip install monai).") from err
+    return ConfigParser
 
+
+def _read_config(path: Path) -> dict[str, Any]:
+    ConfigParser = _config_parser()  # load_config_file reads JSON and YAML (safe_load) and evaluates nothing
     try:
         data = ConfigParser.load_config_file(path)
     except Exception as err:  # JSON / YAML syntax errors come as several types
@@ -191,8 +199,7 @@ def build_network(config: dict[str, Any], root: Path, *, trust_bundle_code: bool
     UntrustedModelError
         ``network_def`` needs an expression or a component from outside ``monai.networks`` / ``torch.nn``.
     """
-    from monai.bundle import ConfigParser
-
+    ConfigParser = _config_parser()
     if "network_def" not in config:
         raise ModelError("The bundle's inference config has no network_def.", "Add the network's network_def, or ship models/model.ts.")
     if trust_bundle_code:

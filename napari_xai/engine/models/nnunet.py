@@ -189,6 +189,9 @@ def _choose_folds(root: Path, folds: Any, checkpoint: str) -> list[int | str]:
             chosen = ["all"]
     else:
         seq = [folds] if isinstance(folds, (int, str)) else list(folds)
+        bad = [f for f in seq if not (f == "all" or (isinstance(f, int) and not isinstance(f, bool)) or (isinstance(f, str) and f.isdigit()))]
+        if bad or not seq:
+            raise ModelError(f"folds {folds!r} are not fold numbers.", 'Give a fold number, a list of them, or "all".')
         chosen = [f if f == "all" else int(f) for f in seq]
     missing = [f for f in chosen if not (root / f"fold_{f}" / checkpoint).is_file()]
     if not chosen or missing:
