@@ -169,9 +169,12 @@ def test_bundle_network_from_outside_monai_networks_is_refused_before_import(tmp
     assert not (root / "scripts" / "IMPORTED").exists()
 
 
-def test_bundle_mode_key_is_refused(tmp_path):
+def test_bundle_mode_key_and_downloads_are_refused(tmp_path):
     root = write_monai_bundle(tmp_path / "b", config=bundle_inference_config({**BUNDLE_NETWORK_DEF, "_mode_": "debug"}))
     with pytest.raises(UntrustedModelError, match="_mode_"):
+        load_model(root)
+    root = write_monai_bundle(tmp_path / "c", config=bundle_inference_config({"_target_": "DenseNet121", "spatial_dims": 3, "in_channels": 1, "out_channels": 2, "pretrained": True}))
+    with pytest.raises(ModelError, match="downloaded"):
         load_model(root)
 
 

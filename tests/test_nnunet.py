@@ -222,6 +222,10 @@ def test_configurations_and_folds_are_checked(tmp_path, results):
     assert plan_configuration(nnunet_plans(), "3d_fullres_bs4")["batch_size"] == 4  # inherits_from resolved
     with pytest.raises(ModelError, match="slice by slice"):
         nnunet_spec(nnunet_plans(), nnunet_dataset_json(), "2d")
+    broken = write_nnunet_results(tmp_path / "broken", folds=(0,))
+    _edit_plans(broken, lambda plans: plans["configurations"]["3d_fullres"].pop("spacing"))
+    with pytest.raises(ModelError, match="spacing"):
+        load_model(broken)
 
 
 def test_nnunet_model_explains_a_region_on_a_synthetic_ct(results):

@@ -228,11 +228,17 @@ def build_network(config: dict[str, Any], root: Path, *, trust_bundle_code: bool
 def _importable(root: Path) -> Iterator[None]:
     # MONAI's bundle runner puts the bundle folder on sys.path so that "scripts.x" imports.
     sys.path.insert(0, str(root))
+    before = set(sys.modules)
     try:
         yield
     finally:
         with contextlib.suppress(ValueError):
             sys.path.remove(str(root))
+        # Forget the bundle's own modules (e.g. "scripts"), so that another bundle's same-named package is not this one.
+        for name in set(sys.modules) - before:
+            origin = getattr(sys.modules[name], "__file__", None) or ""
+            if origin and Path(origin).resolve().is_relative_to(root.resolve()):
+                del sys.modules[name]
 
 
 def _untrusted(what: str) -> UntrustedModelError:
@@ -256,6 +262,11 @@ def _checked_network_def(config: dict[str, Any]) -> Any:
                     if key in node:
                         raise _untrusted(f"sets {key}")
                 _check_target(node["_target_"], locator)
+                if node.get("pretrained") not in (None, False):
+                    raise ModelError(
+                        "The bundle's network_def asks for pretrained weights, which would be downloaded.",
+                        'Set "pretrained": false in network_def: the bundle\'s models/model.pt holds the weights.',
+                    )
             for value in node.values():
                 check(value)
         elif isinstance(node, list):

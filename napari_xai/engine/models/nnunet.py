@@ -147,17 +147,25 @@ def load_nnunet(
             f"Leave configuration unset, or load the {configuration} model's folder.",
         )
     config_name = configuration or trained_config or "3d_fullres"
-    conf = plan_configuration(plans, config_name)
-    networks = []
-    for f, ckpt in zip(chosen, checkpoints):
-        net = build_network(conf, dataset_json)
-        _load_weights(net, ckpt, root / f"fold_{f}" / checkpoint, first.get("trainer_name"))
-        networks.append(net.eval())
+    try:
+        conf = plan_configuration(plans, config_name)
+        networks = []
+        for f, ckpt in zip(chosen, checkpoints):
+            net = build_network(conf, dataset_json)
+            _load_weights(net, ckpt, root / f"fold_{f}" / checkpoint, first.get("trainer_name"))
+            networks.append(net.eval())
+        spec_obj = spec if spec is not None else nnunet_spec(plans, dataset_json, config_name)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        if isinstance(err, ModelError):
+            raise
+        raise ModelError(
+            f"plans.json or dataset.json lacks or misstates an entry nnU-Net writes ({type(err).__name__}: {err}).",
+            "Give the plans.json and dataset.json that nnU-Net wrote into the results folder.",
+        ) from err
     module: nn.Module = networks[0] if len(networks) == 1 else FoldEnsemble(networks)
     mirror_axes = first.get("inference_allowed_mirroring_axes")
     if use_mirroring and mirror_axes:
         module = MirrorEnsemble(module, tuple(int(a) for a in mirror_axes))
-    spec_obj = spec if spec is not None else nnunet_spec(plans, dataset_json, config_name)
     if spec is None and len(networks) == 1 and not (use_mirroring and mirror_axes):
         spec_obj.cam_layer = default_cam_layer(networks[0])
     module.eval()
