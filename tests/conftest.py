@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -9,6 +11,10 @@ import torch
 import torch.nn as nn
 
 from napari_xai.engine import Geometry, ScanImage
+
+# Hosts ask before a run estimated over 30 s; on a loaded test machine any run
+# may be estimated that long, so tests never ask unless one sets the threshold.
+os.environ.setdefault("NAPARI_XAI_CONFIRM_SECONDS", "inf")
 
 
 def rotation(ax: float, ay: float, az: float) -> np.ndarray:

@@ -33,6 +33,8 @@ from napari_xai.engine import (
     load_model,
 )
 from napari_xai.engine import predict as engine_predict
+from napari_xai.engine.estimate import Estimate, format_seconds
+from napari_xai.engine.estimate import estimate as engine_estimate
 from napari_xai.engine.display import display_settings
 from napari_xai.engine.overlay import render_overlay
 from napari_xai.engine.registry import FAMILIES
@@ -311,6 +313,26 @@ def run_jobs(jobs: list[Job]) -> Generator[Progress, None, list[Attribution]]:
             gen.close()
     yield Progress(1000 * n, 1000 * n, "done")
     return results
+
+
+def estimate_jobs(jobs: list[Job]) -> list[Estimate]:
+    """The engine's cost estimate of each job, as :func:`run_jobs` would run it (a timed probe per job)."""
+    out = []
+    for job in jobs:
+        k = job.slice_index
+        image = slice_scan(job.scan, k) if k is not None else job.scan
+        region = job.region[k] if k is not None and job.region is not None else job.region
+        out.append(engine_estimate(get_model(job.model), image, job.method, job.target, region=region, **job.params))
+    return out
+
+
+def describe_estimates(estimates: list[Estimate]) -> str:
+    """One line for the status bar: the total, and each job's estimate when there are several."""
+    if len(estimates) == 1:
+        return "Estimate: " + estimates[0].describe()
+    total = sum(e.seconds for e in estimates)
+    return f"Estimate: about {format_seconds(total)} for {len(estimates)} methods (" + "; ".join(
+        f"{e.method} {format_seconds(e.seconds)}" for e in estimates) + ")"
 
 
 def region_from_labels(labels_layer: Any, label_value: int | None = None) -> np.ndarray:

@@ -15,6 +15,7 @@ from .errors import (
     UntrustedModelError,
     XAIError,
 )
+from .estimate import CONFIRM_SECONDS, Estimate, estimate
 from .explain import explain, explain_iter
 from .geometry import Geometry, napari_layer_kwargs, slicer_ijk_to_ras
 from .image import ScanImage, as_scan, validate_scan
@@ -29,7 +30,9 @@ from . import methods as _builtin_methods  # noqa: F401  (registers the built-in
 __all__ = [
     "Attribution",
     "BatchPlanner",
+    "CONFIRM_SECONDS",
     "Cancelled",
+    "Estimate",
     "Geometry",
     "ImageError",
     "LoadedModel",
@@ -48,6 +51,7 @@ __all__ = [
     "XAIError",
     "as_scan",
     "default_budget_mb",
+    "estimate",
     "explain",
     "explain_iter",
     "get_method",

@@ -360,14 +360,28 @@ class SaliencyMapsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             slicer.util.reloadScriptedModule(self.moduleName)
             slicer.util.infoDisplay(_("The engine is installed. Choose the method and its parameters, then press Apply again."))
             return
+        from napari_xai.engine.estimate import RemainingTime
+
+        try:
+            with slicer.util.tryWithErrorDisplay(_("Failed to estimate the run."), waitCursor=True):
+                cost = self.logic.estimateParameterNode(self._parameterNode)
+        except Exception:  # shown to the user by tryWithErrorDisplay; nothing was started
+            return
+        slicer.util.showStatusMessage(cost.describe(), 10000)
+        if cost.needs_confirmation and not slicer.util.confirmOkCancelDisplay(
+            _("This run is estimated to take long:") + "\n" + cost.describe() + "\n\n" + _("Start it?"), windowTitle=_("Saliency map")
+        ):
+            return
         dialog = slicer.util.createProgressDialog(
             parent=slicer.util.mainWindow(), value=0, maximum=100, labelText=_("Preparing..."), windowTitle=_("Saliency map")
         )
         dialog.setCancelButtonText(_("Cancel"))
+        clock = RemainingTime()
 
         def onProgress(event):
             dialog.setValue(int(round(100 * event.fraction)))
-            dialog.labelText = event.message or _("Working...")
+            left = clock.text(event.fraction)
+            dialog.labelText = (event.message or _("Working...")) + (f" ({left})" if left else "")
             slicer.app.processEvents()
 
         self._running = True
@@ -514,6 +528,14 @@ class SaliencyMapsLogic(ScriptedLoadableModuleLogic):
         """
         from napari_xai.engine import explain
 
+        model, scan, methodName, kwargs = self._engineArguments(inputVolume, model, method, region, reduce, methodParameters)
+        return explain(
+            model, scan, methodName, target,
+            on_progress=onProgress, should_cancel=shouldCancel, memory_budget_mb=memoryBudgetMB, **kwargs,
+        )
+
+    def _engineArguments(self, inputVolume, model, method, region, reduce, methodParameters):
+        """The model, scan, method name and keyword arguments the engine takes for these choices."""
         if isinstance(model, (str, os.PathLike)):
             model = self.loadModel(model)
         methodName = method.value if isinstance(method, enum.Enum) else str(method)
@@ -521,9 +543,35 @@ class SaliencyMapsLogic(ScriptedLoadableModuleLogic):
         kwargs = dict(methodParameters or {})
         if region is not None:
             kwargs.update(region=region, reduce=reduce)
-        return explain(
-            model, scan, methodName, target,
-            on_progress=onProgress, should_cancel=shouldCancel, memory_budget_mb=memoryBudgetMB, **kwargs,
+        return model, scan, methodName, kwargs
+
+    def estimate(self, inputVolume, model, method, target=None, region=None, reduce="sum", methodParameters=None,
+                 memoryBudgetMB=None):
+        """The engine's cost estimate of :meth:`run` with these choices (a timed probe; the scene is not touched).
+
+        :returns: ``napari_xai.engine.Estimate`` (passes, seconds, peak memory; ``describe()`` for a message).
+        """
+        from napari_xai.engine import estimate
+
+        model, scan, methodName, kwargs = self._engineArguments(inputVolume, model, method, region, reduce, methodParameters)
+        kwargs.pop("reduce", None)
+        return estimate(model, scan, methodName, target, memory_budget_mb=memoryBudgetMB, **kwargs)
+
+    def estimateParameterNode(self, parameterNode):
+        """:meth:`estimate` with the choices stored in a :class:`SaliencyMapsParameterNode`."""
+        pn = parameterNode
+        if pn.inputVolume is None:
+            from napari_xai.engine import ImageError
+
+            raise ImageError("No input volume is selected.", "Select the scan to explain as the input volume.")
+        return self.estimate(
+            pn.inputVolume,
+            pn.modelPath,
+            pn.method,
+            target=params.parse_target(pn.targetClass),
+            region=self.regionMask(pn.regionSegmentation, pn.regionSegmentId, pn.inputVolume),
+            methodParameters=params.method_params(pn.methodParameters, self.methodSpec(pn.method)),
+            memoryBudgetMB=pn.memoryBudgetMB,
         )
 
     def showMap(self, inputVolume, attribution, outputVolume=None, thresholdFraction=0.1, showResult=True):

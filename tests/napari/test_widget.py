@@ -149,6 +149,7 @@ def test_cancel_during_long_run_leaves_no_layer(make_napari_viewer, qtbot):
 def test_error_becomes_notification_and_changes_nothing(viewer, scan_layer, widget, qtbot):
     widget.set_model(make_net(2), "2D net")  # a 2D model on a 3D scan: the engine refuses
     widget.set_method("vanilla_gradient")
+    wait_until_done(qtbot, widget)  # the prediction's own error first (the run's estimate refuses at once)
     before = [(layer.name, layer.data.copy()) for layer in viewer.layers]
     n0 = len(notification_manager.records)
     widget.run()
@@ -285,3 +286,24 @@ def test_2d_model_on_a_volume_explains_the_current_slice(viewer, scan_layer, wid
     assert nonzero.tolist() == [k]
     assert layer.metadata[PROVENANCE_KEY]["target"]["slice"] == k
     np.testing.assert_allclose(layer._data_to_world.affine_matrix, scan_layer._data_to_world.affine_matrix)
+
+
+def test_estimate_is_shown_and_a_long_run_asks_first(viewer, scan_layer, widget, qtbot, monkeypatch):
+    widget.set_model(make_net(3), "tiny 3D net")
+    widget.set_method("occlusion")
+    monkeypatch.setenv("NAPARI_XAI_CONFIRM_SECONDS", "0")  # every run counts as long
+    asked = []
+    widget.confirm_long_run = lambda summary: asked.append(summary) or False
+    widget.run()
+    assert len(asked) == 1 and "forward" in asked[0] and "peak memory" in asked[0]
+    assert not widget.is_running and not _results(viewer)
+    assert widget.status.text().startswith("Not started")
+    assert widget.last_estimates[0].method == "occlusion"
+    widget.confirm_long_run = lambda summary: asked.append(summary) or True
+    formats = []
+    original = widget._on_progress
+    widget._on_progress = lambda event: (original(event), formats.append(widget.progress.format()))
+    widget.run()
+    wait_until_done(qtbot, widget)
+    assert len(asked) == 2 and len(_results(viewer)) == 1
+    assert any("left" in f for f in formats), formats  # the progress bar shows the time left

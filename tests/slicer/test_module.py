@@ -206,15 +206,20 @@ def test_region_from_a_segment_for_a_segmentation_network(module, scene):
     assert slicer.util.arrayFromVolume(out).shape == (7, 9, 11)
 
 
-def test_process_parameter_node_with_a_model_file(module, scene, tmp_path):
-    volume = oblique_volume(scene)
+def _occlusion_parameter_node(module, scene, tmp_path):
+    """Logic and a parameter node: an oblique volume, a TorchScript model file, occlusion."""
     model_path = tmp_path / "tiny.pt"
     torch.jit.script(make_net(3)).save(str(model_path))
     logic = module.SaliencyMapsLogic()
     pn = logic.getParameterNode()
-    pn.inputVolume = volume
+    pn.inputVolume = oblique_volume(scene)
     pn.modelPath = model_path
     pn.method = module.SaliencyMethod["occlusion"]
+    return logic, pn
+
+
+def test_process_parameter_node_with_a_model_file(module, scene, tmp_path):
+    logic, pn = _occlusion_parameter_node(module, scene, tmp_path)
     pn.targetClass = "2"
     from SaliencyMapsLib import params
 
@@ -340,3 +345,17 @@ def test_module_loads_without_the_engine_installed(monkeypatch, scene):
     assert not module.METHODS_FROM_REGISTRY
     assert list(module.SaliencyMethod.__members__) == ["integrated_gradients"]
     assert module.SaliencyMapsLogic().getParameterNode().method.value == "integrated_gradients"
+
+
+def test_estimate_parameter_node_before_a_run(module, scene, tmp_path):
+    logic, pn = _occlusion_parameter_node(module, scene, tmp_path)
+    from SaliencyMapsLib import params
+
+    pn.methodParameters = params.store_value(pn.methodParameters, "occlusion", "window", 4)
+    pn.methodParameters = params.store_value(pn.methodParameters, "occlusion", "stride", 2)
+    nodes_before = scene.GetNumberOfNodes()
+    cost = logic.estimateParameterNode(pn)
+    # (7, 9, 11) with windows of 4 every 2 voxels: 3 x 4 x 5 windows, plus the pass that resolves the target
+    assert (cost.forward_passes, cost.backward_passes, cost.unit) == (61, 0, "volume")
+    assert cost.fits and cost.seconds > 0 and "61 forward" in cost.describe()
+    assert scene.GetNumberOfNodes() == nodes_before  # an estimate adds nothing to the scene

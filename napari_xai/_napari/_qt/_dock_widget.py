@@ -30,6 +30,7 @@ from qtpy.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QVBoxLayout,
@@ -37,6 +38,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_xai.engine import ModelSpec, XAIError, get_method
+from napari_xai.engine.estimate import RemainingTime, confirm_seconds
 
 from .. import _logic
 from .._layers import is_result_layer, scan_from_layer
@@ -105,6 +107,8 @@ class XAIWidget(QWidget):
         self._last_result_layer: Any = None
         self._param_widgets: dict[str, Any] = {}
         self._predict_worker: Any = None
+        self.last_estimates: list[Any] = []
+        self._clock: RemainingTime | None = None
 
         outer = QVBoxLayout(self)
         form = QFormLayout()
@@ -437,12 +441,24 @@ class XAIWidget(QWidget):
         except Exception as exc:
             self._fail(exc)
             return
+        try:
+            estimates = _logic.estimate_jobs(jobs)
+        except Exception as exc:
+            self._fail(exc)
+            return
+        self.last_estimates = estimates
+        summary = _logic.describe_estimates(estimates)
+        self.status.setText(summary)
+        if sum(e.seconds for e in estimates) > confirm_seconds() and not self.confirm_long_run(summary):
+            self.status.setText("Not started. " + summary)
+            return
         self._source_layer = self.image_combo.value
         self._compare_run = compare
+        self._clock = RemainingTime()
         self._cancel_requested = False
         self._gen = _logic.run_jobs(jobs)
         self._set_running(True)
-        self.status.setText(f"Running {', '.join(methods)}…")
+        self.status.setText(f"Running {', '.join(methods)}… {summary}")
         if _logic.threads_disabled():
             self._drive_here(self._gen)
             return
@@ -498,10 +514,18 @@ class XAIWidget(QWidget):
         self.cancel_button.setEnabled(running)
         if not running:
             self.progress.setValue(0)
+            self.progress.setFormat("%p%")
+
+    def confirm_long_run(self, summary: str) -> bool:
+        """Ask before a run estimated over the threshold (Yes starts it); tests replace this."""
+        answer = QMessageBox.question(self, "Long run", f"{summary}\n\nStart it?", QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
+        return answer == QMessageBox.Yes
 
     def _on_progress(self, event: Any) -> None:
         if event.total > 0:
             self.progress.setValue(int(1000 * event.done / event.total))
+            left = self._clock.text(event.fraction) if self._clock is not None else ""
+            self.progress.setFormat(f"%p%  {left}" if left else "%p%")
         if event.message and not self._cancel_requested:
             self.status.setText(event.message)
 

@@ -1,0 +1,411 @@
+"""What a run will cost before it starts: passes, seconds (from a timed probe) and peak memory.
+
+:func:`estimate` maps the scan into model space as a run would, counts the
+forward and backward passes the method needs for its parameters, times one
+probe pass of the model (a forward pass, plus a backward pass for gradient
+methods when it fits the budget) and measures the activations of that pass.
+For a model run by sliding windows (the spec's ``sliding_window``), passes
+are counted in windows and the probe is one window. Hosts show
+:meth:`Estimate.describe` and ask before starting a run estimated above
+:data:`CONFIRM_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .budget import BatchPlanner, activation_bytes, default_budget_mb
+from .errors import MemoryBudgetError, MethodError, TargetError, XAIError
+from .image import as_scan
+from .model_space import region_to_model_space, to_model_space
+from .models.loading import as_loaded_model
+from .methods._context import model_failure
+from .registry import get_method
+from .sliding_window import WindowPlan, plan_windows
+
+#: Hosts ask before starting a run estimated longer than this, in seconds.
+CONFIRM_SECONDS = 30.0
+
+
+def confirm_seconds() -> float:
+    """The threshold from ``NAPARI_XAI_CONFIRM_SECONDS`` (``inf``: never ask), else :data:`CONFIRM_SECONDS`."""
+    try:
+        return float(os.environ.get("NAPARI_XAI_CONFIRM_SECONDS", CONFIRM_SECONDS))
+    except ValueError:
+        return CONFIRM_SECONDS
+#: Working memory of a gradient pass relative to a forward pass (as the methods plan it).
+_GRADIENT_FACTOR = 3
+
+
+@dataclass
+class Estimate:
+    """The cost of one run, before it starts.
+
+    Parameters
+    ----------
+    method : str
+        Registry name.
+    forward_passes : int
+        Forward passes of the model, including the one that resolves the
+        target and those that precede a backward pass.
+    backward_passes : int
+        Backward passes.
+    unit : str
+        What one pass covers: ``"volume"`` (the model-space input) or
+        ``"window"`` (one sliding window).
+    seconds : float
+        Estimated wall time of the run.
+    forward_seconds : float
+        Timed probe: one forward pass of one unit.
+    backward_seconds : float
+        One forward + backward pass of one unit (timed when the method runs
+        more than one and it fits the budget, else 3 x the forward pass).
+    peak_mb : float
+        Bound on the run's peak working memory in MiB: the largest batch the
+        budget allows (batches sized to a time slice are often smaller), plus the model-space input, output and map, plus the
+        model's own weights.
+    budget_mb : int
+        The memory budget the run would use.
+    model_mb : float
+        The model's weights and buffers.
+    fits : bool
+        False when the run would refuse (one pass over the budget); ``problem`` says why.
+    problem : str or None
+        The refusal message the run would raise, with its fix.
+    approximate : bool
+        The pass count is a bound or a guess (adaptive methods, unknown methods).
+    model_shape : tuple of int
+        The model-space spatial shape.
+    """
+
+    method: str
+    forward_passes: int
+    backward_passes: int
+    unit: str
+    seconds: float
+    forward_seconds: float
+    backward_seconds: float
+    peak_mb: float
+    budget_mb: int
+    model_mb: float
+    fits: bool
+    problem: str | None
+    approximate: bool
+    model_shape: tuple[int, ...]
+
+    @property
+    def needs_confirmation(self) -> bool:
+        """True when a host should ask before starting (over :func:`confirm_seconds`)."""
+        return self.seconds > confirm_seconds()
+
+    def describe(self) -> str:
+        """One line for a host, e.g. ``about 2 min: 1 forward + 1 backward pass ...``."""
+        if not self.fits:
+            return f"will not run: {self.problem}"
+        shape = "x".join(str(v) for v in self.model_shape)
+        what = f"{self.forward_passes} forward + {self.backward_passes} backward pass(es)"
+        if self.unit == "window":
+            what += " of sliding windows"
+        bound = "at most " if self.approximate else "about "
+        return (
+            f"{bound}{format_seconds(self.seconds)}: {what} on {shape} voxels; "
+            f"peak memory at most {self.peak_mb:.0f} MiB (budget {self.budget_mb} MiB + model {self.model_mb:.0f} MiB)"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        out = asdict(self)
+        out["model_shape"] = list(self.model_shape)
+        return out
+
+
+def format_seconds(seconds: float) -> str:
+    """``12 s``, ``3.5 min`` or ``1.2 h``."""
+    if seconds < 90:
+        return f"{max(seconds, 0.0):.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def time_left(elapsed: float, fraction: float) -> float | None:
+    """Seconds left from the time spent and the fraction done (None before anything is done)."""
+    if fraction <= 0 or elapsed <= 0:
+        return None
+    return max(0.0, elapsed * (1 - fraction) / fraction)
+
+
+class RemainingTime:
+    """Time left of a run from its progress, for a host's progress bar.
+
+    Created when the run starts; :meth:`text` gives e.g. ``about 2.1 min left``.
+    """
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+
+    def seconds(self, fraction: float) -> float | None:
+        """Seconds left at ``fraction`` done (None before anything is done)."""
+        return time_left(time.perf_counter() - self.started, fraction)
+
+    def text(self, fraction: float) -> str:
+        """``about N s left``, or an empty string while nothing is done."""
+        left = self.seconds(fraction)
+        return "" if left is None else f"about {format_seconds(left)} left"
+
+
+def estimate(
+    model: Any,
+    image: Any,
+    method: str,
+    target: int | str | None = None,
+    *,
+    region: np.ndarray | None = None,
+    spec: Any = None,
+    channel_axis: int | None = None,
+    memory_budget_mb: int | None = None,
+    **params: Any,
+) -> Estimate:
+    """Estimate the passes, time and peak memory of :func:`explain` with these arguments.
+
+    Parameters
+    ----------
+    model, image, method, target, region, spec, channel_axis, memory_budget_mb, **params
+        As for :func:`napari_xai.engine.explain`; ``target`` is accepted for
+        the same call signature and does not change the cost.
+
+    Returns
+    -------
+    Estimate
+
+    Raises
+    ------
+    XAIError
+        The same input problems a run would raise (unknown method, bad
+        parameters, an image that does not fit the model).
+    """
+    method_spec = get_method(method)
+    checked = method_spec.validate_params(params)
+    loaded = as_loaded_model(model, spec)
+    scan = as_scan(image, channel_axis=channel_axis)
+    budget = int(memory_budget_mb) if memory_budget_mb is not None else default_budget_mb()
+    if budget < 1:
+        raise MethodError(f"The memory budget is {budget} MiB.", "Give a positive memory_budget_mb.")
+    msi = to_model_space(scan, loaded.spec)
+    x = msi.tensor
+    shape = tuple(x.shape[2:])
+    gradients = "gradients" in method_spec.needs
+    sw = loaded.spec.sliding_window
+    plan = plan_windows(shape, sw) if sw else None
+    probe = x if plan is None else x[(slice(None), slice(None)) + tuple(slice(0, min(r, n)) for r, n in zip(plan.roi, shape))]
+    if plan is not None and probe.shape[2:] != plan.roi:
+        probe = torch.nn.functional.pad(probe, [v for r, n in zip(reversed(plan.roi), reversed(probe.shape[2:])) for v in (0, r - n)])
+    module = loaded.module
+    was_training = module.training
+    module.eval()
+    try:
+        t0 = time.perf_counter()
+        try:
+            act = activation_bytes(module, probe) if loaded.takes_hooks else None  # also warms the model up
+            if act is None:
+                _time_forward(module, probe, 1)
+        except XAIError:
+            raise
+        except Exception as err:  # any failure inside a user's model, worded as a run words it
+            raise model_failure(err, probe) from err
+        t_fwd = time.perf_counter() - t0
+        if act is None:
+            act = 32 * probe.numel() * 4
+        per_sample = act * (_GRADIENT_FACTOR if gradients else 1) + 2 * probe.numel() * probe.element_size()
+        problem = None
+        try:
+            BatchPlanner(per_sample, budget, loaded.max_batch)
+        except MemoryBudgetError as err:
+            problem = str(err)
+        counter = _PASSES.get(method_spec.name)
+        fwd, bwd = counter(checked, shape, 0) if counter else ((1, 1) if gradients else (1, 0))
+        if not gradients and problem is None and loaded.max_batch is None and fwd > 50:
+            # forward-only methods run batches: time the per-sample cost of one
+            batch = int(min(8, max(1, (budget * 2**20) // max(per_sample, 1))))
+            if batch > 1:
+                t_fwd = min(t_fwd, _time_forward(module, probe, batch))
+        t_bwd = 3 * t_fwd
+        if gradients and problem is None and bwd > 1:
+            t_bwd = _time_backward(module, probe) or t_bwd
+        channels = _layer_channels(loaded, probe, checked) if "layer" in method_spec.needs and method_spec.name == "score_cam" else 0
+    finally:
+        module.train(was_training)
+    if channels:
+        fwd, bwd = counter(checked, shape, channels)
+    approximate = counter is None or method_spec.name in _BOUNDS
+    fwd += 1  # the run's first pass resolves the target
+    unit = "volume"
+    if plan is not None:
+        unit = "window"
+        carrying = _carrying_windows(plan, region, msi, scan)
+        occl = method_spec.name == "occlusion"
+        per_volume_bwd = carrying
+        per_volume_fwd = carrying if region is not None else plan.n_windows
+        fwd_windows = per_volume_fwd + (_occlusion_window_runs(plan, checked, shape, carrying) if occl else (fwd - 1) * carrying)
+        if method_spec.name == "grad_cam":
+            fwd_windows += plan.n_windows  # the stitched activations cover every window
+        fwd, bwd = fwd_windows, bwd * per_volume_bwd
+    forward_only = max(fwd - bwd, 0)
+    seconds = forward_only * t_fwd + bwd * t_bwd
+    cap = max(1, (budget * 2**20) // max(per_sample, 1))
+    batch = min(cap, max(forward_only, bwd, 1))
+    volume_bytes = x.numel() * 4 * 4  # input, output channels (two), map
+    model_bytes = sum(t.numel() * t.element_size() for t in list(module.parameters()) + list(module.buffers()))
+    peak = (min(batch * per_sample, budget * 2**20) + volume_bytes + model_bytes) / 2**20
+    return Estimate(
+        method=method_spec.name,
+        forward_passes=int(fwd),
+        backward_passes=int(bwd),
+        unit=unit,
+        seconds=float(seconds),
+        forward_seconds=float(t_fwd),
+        backward_seconds=float(t_bwd),
+        peak_mb=float(peak),
+        budget_mb=budget,
+        model_mb=model_bytes / 2**20,
+        fits=problem is None,
+        problem=problem,
+        approximate=approximate,
+        model_shape=shape,
+    )
+
+
+def _time_forward(module: torch.nn.Module, probe: torch.Tensor, batch: int) -> float:
+    """Seconds per sample of one forward pass of a batch of ``batch`` copies of ``probe``."""
+    xb = probe.expand(batch, *probe.shape[1:]) if batch > 1 else probe
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        module(xb)
+    return (time.perf_counter() - t0) / batch
+
+
+def _time_backward(module: torch.nn.Module, probe: torch.Tensor) -> float | None:
+    """Seconds of one forward + backward pass of ``probe`` (None if the output is not differentiable)."""
+    t0 = time.perf_counter()
+    try:
+        with torch.enable_grad():
+            xg = probe.detach().clone().requires_grad_(True)
+            out = module(xg)
+            if not isinstance(out, torch.Tensor) or not out.requires_grad:
+                return None
+            torch.autograd.grad(out.float().sum(), xg, allow_unused=True)
+    except Exception:  # the run reports a model failure itself; the estimate keeps its guess
+        return None
+    return time.perf_counter() - t0
+
+
+def _layer_channels(loaded: Any, probe: torch.Tensor, params: dict[str, Any]) -> int:
+    """Channels of the layer a CAM method reads (Score-CAM runs one pass per channel)."""
+    from .methods._context import MethodContext
+    from .methods._layers import capture_activation, find_cam_layer
+
+    ctx = MethodContext(loaded, probe, None, 1)  # type: ignore[arg-type]  # no target is needed to find a layer
+    try:
+        name = find_cam_layer(ctx, params.get("layer", ""))
+    except MethodError:
+        return 0
+    with capture_activation(loaded.get_layer(name)) as store, torch.inference_mode():
+        loaded.module(probe)
+    return int(store["activation"].shape[1])
+
+
+def _carrying_windows(plan: WindowPlan, region: np.ndarray | None, msi: Any, scan: Any) -> int:
+    """Windows whose blended output meets the region (all windows without a region)."""
+    if region is None:
+        return plan.n_windows
+    region = np.asarray(region, dtype=bool)
+    if region.shape != scan.spatial_shape:
+        raise TargetError(
+            f"The region has shape {region.shape} but the image has {scan.spatial_shape}.",
+            "Draw the region on the image's own grid (a Labels layer or segment made from this image).",
+        )
+    r = region_to_model_space(region, msi)
+    if not r.any():
+        return 0
+    idx = np.nonzero(r)
+    box = tuple(slice(int(i.min()) + lo, int(i.max()) + lo + 1) for i, lo in zip(idx, plan.pad_low))
+    return len(plan.overlapping(box))
+
+
+def _occlusion_window_runs(plan: WindowPlan, params: dict[str, Any], shape: tuple[int, ...], carrying: int) -> int:
+    """Window passes of windowed occlusion: each patch re-runs the carrying windows it meets (a bound)."""
+    from .methods._perturb import per_axis
+
+    window = per_axis(params["window"], len(shape), "window", "Occlusion")
+    # a window of edge r meets about (r + w) / s patch positions per axis
+    per_window = math.prod(min(math.ceil(n / s), math.ceil((r + w) / s)) for n, r, w, s in zip(shape, plan.roi, window, per_axis(params["stride"], len(shape), "stride", "Occlusion")))
+    return carrying * per_window
+
+
+def _occlusion(p: dict, shape: tuple[int, ...], _c: int) -> tuple[int, int]:
+    from .methods._perturb import per_axis
+
+    window = per_axis(p["window"], len(shape), "window", "Occlusion")
+    stride = per_axis(p["stride"], len(shape), "stride", "Occlusion")
+    n = math.prod(max(0, math.ceil((s_ - w) / st)) + 1 for s_, w, st in zip(shape, window, stride))
+    return n, 0
+
+
+def _smooth(p: dict, _s: tuple[int, ...], _c: int) -> tuple[int, int]:
+    per = p["ig_steps"] if p["base"] == "integrated_gradients" else 1
+    n = p["n_samples"] * per
+    return n, n
+
+
+def _hipe(p: dict, shape: tuple[int, ...], _c: int) -> tuple[int, int]:
+    # a bound: every cell refined down to min_cell
+    total, cells = 0, p["start_cells"]
+    while True:
+        total += cells ** len(shape)
+        if min(n / cells for n in shape) <= p["min_cell"]:
+            return total, 0
+        cells *= 2
+
+
+def _kernel_shap(p: dict, _s: tuple[int, ...], _c: int) -> tuple[int, int]:
+    n = p["n_samples"] or 2 * p["n_segments"] + 2048
+    return n, 0
+
+
+#: (forward passes, backward passes) a method needs beyond the target's, from its parameters.
+_PASSES: dict[str, Callable[[dict, tuple[int, ...], int], tuple[int, int]]] = {
+    "occlusion": _occlusion,
+    "lime": lambda p, s, c: (p["n_samples"], 0),
+    "kernel_shap": _kernel_shap,
+    "rise": lambda p, s, c: (p["n_masks"], 0),
+    "hipe": _hipe,
+    "meaningful_perturbation": lambda p, s, c: (p["iterations"] + 2, p["iterations"]),
+    "extremal_perturbation": lambda p, s, c: (p["iterations"] + 2, p["iterations"]),
+    "vanilla_gradient": lambda p, s, c: (1, 1),
+    "input_x_gradient": lambda p, s, c: (1, 1),
+    "guided_backprop": lambda p, s, c: (1, 1),
+    "deconvnet": lambda p, s, c: (1, 1),
+    "lrp": lambda p, s, c: (1, 1),
+    "integrated_gradients": lambda p, s, c: (p["steps"] + 1, p["steps"]),
+    "smoothgrad": _smooth,
+    "smoothgrad_sq": _smooth,
+    "vargrad": _smooth,
+    "deeplift": lambda p, s, c: (2, 1),
+    "deeplift_shap": lambda p, s, c: (p["n_baselines"] + 1, p["n_baselines"]),
+    "grad_cam": lambda p, s, c: (1, 1),
+    "grad_cam_pp": lambda p, s, c: (1, 1),
+    "guided_grad_cam": lambda p, s, c: (2, 2),
+    "cam": lambda p, s, c: (6, 1),
+    "score_cam": lambda p, s, c: (c + 2, 0),
+    "class_model_visualisation": lambda p, s, c: (p["steps"] + 2, p["steps"]),
+    "deep_dream": lambda p, s, c: (p["steps"] + 2, p["steps"]),
+}
+#: Methods whose count is an upper bound (adaptive refinement).
+_BOUNDS = frozenset({"hipe"})
