@@ -295,8 +295,10 @@ def test_estimate_is_shown_and_a_long_run_asks_first(viewer, scan_layer, widget,
     asked = []
     widget.confirm_long_run = lambda summary: asked.append(summary) or False
     widget.run()
+    wait_until_done(qtbot, widget)  # the estimate runs in a worker; the question comes when it returns
     assert len(asked) == 1 and "forward" in asked[0] and "peak memory" in asked[0]
     assert not widget.is_running and not _results(viewer)
+    assert widget.run_button.isEnabled()
     assert widget.status.text().startswith("Not started")
     assert widget.last_estimates[0].method == "occlusion"
     widget.confirm_long_run = lambda summary: asked.append(summary) or True

@@ -109,6 +109,7 @@ class XAIWidget(QWidget):
         self._predict_worker: Any = None
         self.last_estimates: list[Any] = []
         self._clock: RemainingTime | None = None
+        self._estimating = False
 
         outer = QVBoxLayout(self)
         form = QFormLayout()
@@ -441,10 +442,35 @@ class XAIWidget(QWidget):
         except Exception as exc:
             self._fail(exc)
             return
-        try:
-            estimates = _logic.estimate_jobs(jobs)
-        except Exception as exc:
-            self._fail(exc)
+        self._cancel_requested = False
+        self.status.setText(f"Estimating {', '.join(methods)}…")
+        if _logic.threads_disabled():
+            try:
+                estimates = _logic.estimate_jobs(jobs)
+            except Exception as exc:
+                self._fail(exc)
+                return
+            self._confirm_and_start(jobs, methods, compare, estimates)
+            return
+        # the estimate's probe pass runs off the main thread, like the run itself
+        self._estimating = True
+        self._set_running(True)
+        worker = _keep_alive(create_worker(_logic.estimate_jobs, jobs, _ignore_errors=True, _start_thread=False))
+        worker.returned.connect(lambda estimates: self._confirm_and_start(jobs, methods, compare, estimates))
+        worker.errored.connect(self._fail)
+        worker.finished.connect(self._on_estimated)
+        worker.start()
+
+    def _on_estimated(self) -> None:
+        self._estimating = False
+        if self._gen is None:  # not started (refused, declined, cancelled or failed)
+            self._set_running(False)
+
+    def _confirm_and_start(self, jobs: list[Any], methods: list[str], compare: bool, estimates: list[Any]) -> None:
+        """Show the estimate, ask before a long run, then start it."""
+        self._estimating = False
+        if self._cancel_requested:
+            self.status.setText("Cancelled: nothing was added.")
             return
         self.last_estimates = estimates
         summary = _logic.describe_estimates(estimates)
@@ -455,7 +481,6 @@ class XAIWidget(QWidget):
         self._source_layer = self.image_combo.value
         self._compare_run = compare
         self._clock = RemainingTime()
-        self._cancel_requested = False
         self._gen = _logic.run_jobs(jobs)
         self._set_running(True)
         self.status.setText(f"Running {', '.join(methods)}… {summary}")
@@ -498,8 +523,8 @@ class XAIWidget(QWidget):
 
     @property
     def is_running(self) -> bool:
-        """True while a run is in flight."""
-        return self._gen is not None
+        """True while a run (or the estimate before it) is in flight."""
+        return self._gen is not None or self._estimating
 
     def cancel(self) -> None:
         """Stop the run at its next progress step (Cancel button); nothing is added."""
