@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import pickle
 from pathlib import Path
 
@@ -12,12 +11,14 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from napari_xai.engine import ModelError, ModelSpec, UntrustedModelError, explain, load_model
+from napari_xai.engine import ModelError, ModelSpec, UntrustedModelError, explain, load_model, register_architecture
 from napari_xai.engine.models.architectures import resolve_architecture
 
 from .conftest import SmallNet, make_net, random_volume
 
 ARCH = {"factory": "tests.conftest:SmallNet", "kwargs": {"dim": 3, "n_classes": 3}}
+# A spec's factory resolves only for registered (or explicitly allowed) architectures.
+register_architecture(ARCH["factory"], SmallNet)
 
 
 def exported(net, path: Path, batch=2, dynamic=True) -> Path:
@@ -49,20 +50,6 @@ def test_export_with_static_batch_runs_one_sample_at_a_time(tmp_path, image):
     a = explain(model, image, "integrated_gradients", target=0, steps=8)
     assert model.max_batch == 1
     np.testing.assert_allclose(a.values, explain(net, image, "integrated_gradients", target=0, steps=8).values, rtol=1e-4, atol=1e-7)
-
-
-def test_export_load_is_forced_weights_only(tmp_path, monkeypatch):
-    seen = []
-    real = torch.load
-
-    def spy(*args, **kwargs):
-        seen.append(os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD"))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(torch, "load", spy)
-    load_model(exported(make_net(3), tmp_path / "m.pt2"))
-    assert seen and set(seen) == {"1"}
-    assert "TORCH_FORCE_WEIGHTS_ONLY_LOAD" not in os.environ
 
 
 def test_torchscript_runs_gradient_methods_and_refuses_cam_with_the_fix(tmp_path, image):
@@ -135,8 +122,10 @@ def test_whole_model_pickle_needs_explicit_trust(tmp_path, image):
 def test_spec_cannot_name_a_function_as_architecture(tmp_path):
     torch.save(make_net(3).state_dict(), tmp_path / "w.pt")
     (tmp_path / "w.json").write_text(json.dumps({"architecture": {"factory": "os:system", "kwargs": {"command": "touch x"}}}))
-    with pytest.raises(ModelError, match="not a torch.nn.Module class"):
+    with pytest.raises(ModelError, match="not registered"):
         load_model(tmp_path / "w.pt")
+    with pytest.raises(ModelError, match="not a torch.nn.Module class"):
+        load_model(tmp_path / "w.pt", architectures=["os:system"])
     assert not (Path.cwd() / "x").exists()
 
 

@@ -62,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--trust-pickle", action="store_true", help="allow a pickled whole-model file (runs code from the file: only for files you trust)")
     parser.add_argument("--trust-bundle-code", action="store_true", help="MONAI bundle: parse the whole config, running its expressions and scripts/ (only for bundles you trust)")
     parser.add_argument("--folds", help="nnU-Net folder: fold(s) to use, e.g. 0 or 0,1,2 or all (default: every fold, averaged)")
+    parser.add_argument(
+        "--architecture",
+        action="append",
+        default=[],
+        metavar="MODULE:CLASS",
+        help="allow a weights file's spec to name this architecture (imports MODULE: only for code you trust; repeatable)",
+    )
     parser.add_argument("--list-methods", action="store_true", help="list the methods and their parameters, then exit")
     return parser
 
@@ -111,7 +118,7 @@ def _run(args: argparse.Namespace) -> int:
         folder_options["trust_bundle_code"] = True
     if args.folds:
         folder_options["folds"] = [f.strip() for f in args.folds.split(",")]
-    model = load_model(model_path, trust_pickle=args.trust_pickle, **folder_options)
+    model = load_model(model_path, trust_pickle=args.trust_pickle, architectures=args.architecture, **folder_options)
     region = read_image(args.region).array.astype(bool) if args.region else None
     params = dict(args.param)
     out = Path(args.out)

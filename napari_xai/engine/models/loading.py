@@ -9,22 +9,24 @@ refused unless the caller passes ``trust_pickle=True``.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
+import io
 import os
 import pickle
 import pickletools
+import threading
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import torch.nn as nn
 
 from ..errors import ModelError, UntrustedModelError
-from .architectures import resolve_architecture
+from .architectures import ArchitectureAllowlist, resolve_architecture
+from .export_archive import checked_export_bytes
 from .spec import ModelSpec, sidecar_path
 
 MODEL_KINDS = ("module", "torchscript", "export", "weights", "pickle", "monai_bundle", "nnunet")
@@ -139,6 +141,7 @@ def load_model(
     spec: ModelSpec | dict | str | os.PathLike | None = None,
     *,
     trust_pickle: bool = False,
+    architectures: ArchitectureAllowlist = None,
     **options: Any,
 ) -> LoadedModel:
     """Load a model file (or a MONAI bundle or nnU-Net results folder) safely.
@@ -158,6 +161,12 @@ def load_model(
     trust_pickle : bool
         Allow arbitrary unpickling (a whole model saved with ``torch.save``).
         Only for files you trust: unpickling runs code chosen by the file's author.
+    architectures : mapping or iterable, optional
+        Architectures a weights file's spec may name besides those registered
+        with :func:`register_architecture`: classes (matched by
+        ``"module:QualName"``), ``"package.module:Class"`` strings you allow to
+        be imported, or a mapping from the spec's name to either. A spec alone
+        never makes napari-xai import a module.
     **options
         Options of the folder loaders: ``trust_bundle_code`` and ``weights``
         for MONAI bundles; ``folds``, ``checkpoint``, ``configuration`` and
@@ -184,7 +193,12 @@ def load_model(
         if not spec_obj.weights:
             raise ModelError(f"Spec {p.name} names no weights file.", 'Add "weights": "<file>" to the spec, or load the model file itself.')
         weights_path = (p.parent / spec_obj.weights).resolve()
-        return load_model(weights_path, spec=spec_obj, trust_pickle=trust_pickle)
+        if weights_path.suffix.lower() == ".json":
+            raise ModelError(
+                f"Spec {p.name} names {spec_obj.weights!r} as its weights, which is a JSON spec, not a weights file.",
+                'Set "weights" to the model file (.safetensors, .pt, .pt2), relative to the spec.',
+            )
+        return load_model(weights_path, spec=spec_obj, trust_pickle=trust_pickle, architectures=architectures)
     if not p.is_file():
         raise ModelError(f"No model file at {p}.", "Check the path.")
     if spec is None and sidecar_path(p).is_file():
@@ -200,10 +214,10 @@ def load_model(
         elif kind == "safetensors":
             from safetensors.torch import load_file
 
-            module = _build_from_weights(load_file(str(p), device="cpu"), spec_obj, p)
+            module = _build_from_weights(load_file(str(p), device="cpu"), spec_obj, p, architectures)
             identity, kind = weights_identity(module), "weights"
         else:
-            module, kind = _load_torch_save(p, spec_obj, trust_pickle)
+            module, kind = _load_torch_save(p, spec_obj, trust_pickle, architectures)
             identity = weights_identity(module)
     except ModelError:
         raise
@@ -266,37 +280,19 @@ def _sniff_kind(p: Path) -> str:
     return "torch.save"
 
 
-@contextlib.contextmanager
-def _weights_only_torch_load() -> Iterator[None]:
-    """Force every ``torch.load`` inside to ``weights_only=True``.
-
-    ``torch.export.load`` falls back to full unpickling when weights-only
-    loading fails; this environment switch (read by ``torch.load`` on each
-    call) turns that fallback into an error instead.
-    """
-    key = "TORCH_FORCE_WEIGHTS_ONLY_LOAD"
-    old = os.environ.get(key)
-    os.environ[key] = "1"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = old
+# torch's export deserializer keeps its state in a module global
+# (``_CURRENT_DESERIALIZER``), so two loads at once in one process clash;
+# loads of export archives therefore take turns. The check that makes a load
+# safe (export_archive.checked_export_bytes) is per call and needs no lock.
+_EXPORT_LOAD_LOCK = threading.Lock()
 
 
 def _load_export(p: Path, trust_pickle: bool) -> tuple[nn.Module, str]:
-    guard = contextlib.nullcontext() if trust_pickle else _weights_only_torch_load()
-    try:
-        with guard:
-            program = torch.export.load(str(p))
-    except pickle.UnpicklingError as err:
-        raise UntrustedModelError(
-            f"{p.name} is a torch.export archive that holds pickled Python objects besides tensors; "
-            "loading them would run code chosen by the file's author.",
-            "Re-export the model without custom objects, or, only if you trust the file, load it with trust_pickle=True.",
-        ) from err
+    data = p.read_bytes()
+    if not trust_pickle:
+        checked_export_bytes(data, p.name)
+    with _EXPORT_LOAD_LOCK:
+        program = torch.export.load(io.BytesIO(data))
     module = torch.export.unflatten(program)
     digest = hashlib.sha256()
     for key, value in list(program.state_dict.items()) + list(program.constants.items()):
@@ -306,7 +302,9 @@ def _load_export(p: Path, trust_pickle: bool) -> tuple[nn.Module, str]:
     return module, digest.hexdigest()
 
 
-def _load_torch_save(p: Path, spec: ModelSpec, trust_pickle: bool) -> tuple[nn.Module, str]:
+def _load_torch_save(
+    p: Path, spec: ModelSpec, trust_pickle: bool, architectures: ArchitectureAllowlist
+) -> tuple[nn.Module, str]:
     try:
         obj = torch.load(str(p), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -327,7 +325,7 @@ def _load_torch_save(p: Path, spec: ModelSpec, trust_pickle: bool) -> tuple[nn.M
         return obj, "pickle"
     if isinstance(obj, nn.Module):
         return obj, "pickle"
-    return _build_from_weights(obj, spec, p), "weights"
+    return _build_from_weights(obj, spec, p, architectures), "weights"
 
 
 def _pickle_references_code(p: Path) -> bool:
@@ -349,7 +347,7 @@ def _pickle_references_code(p: Path) -> bool:
 _CODE_OPCODES = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX", "BUILD"}
 
 
-def _build_from_weights(state: Any, spec: ModelSpec, p: Path) -> nn.Module:
+def _build_from_weights(state: Any, spec: ModelSpec, p: Path, architectures: ArchitectureAllowlist = None) -> nn.Module:
     if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -360,7 +358,7 @@ def _build_from_weights(state: Any, spec: ModelSpec, p: Path) -> nn.Module:
             f"Put a JSON spec next to it ({sidecar_path(p).name}) with "
             '"architecture": {"factory": "package.module:ClassName", "kwargs": {...}}, or pass spec=...',
         )
-    cls = resolve_architecture(spec.architecture["factory"])
+    cls = resolve_architecture(spec.architecture["factory"], architectures)
     try:
         module = cls(**spec.architecture.get("kwargs", {}))
     except TypeError as err:

@@ -67,9 +67,10 @@ class ModelSpec:
     cam_layer : str, optional
         Dotted name of the layer CAM methods use.
     architecture : dict, optional
-        ``{"factory": name, "kwargs": {...}}`` for weights files: a
-        registered architecture name or ``"package.module:Class"`` naming an
-        ``nn.Module`` subclass.
+        ``{"factory": name, "kwargs": {...}}`` for weights files: the name of
+        an architecture registered in the process, or one the caller allows
+        for the load (``load_model(..., architectures=...)``); a spec never
+        makes napari-xai import a module.
     weights : str, optional
         Weights file relative to the spec (state dict or safetensors).
     model_card : str, optional
@@ -148,6 +149,18 @@ class ModelSpec:
         if kind == "window" and ("center" not in self.intensity or float(self.intensity.get("width", 0)) <= 0):
             raise bad("a window intensity transform needs 'center' and a positive 'width'.", 'e.g. {"type": "window", "center": 40, "width": 400}.')
         _validate_intensity_numbers(self.intensity, bad)
+        if self.architecture is not None:
+            arch = self.architecture
+            example = '{"factory": "lesion_classifier_3d", "kwargs": {"width": 8}}'
+            if not isinstance(arch, dict) or set(arch) - {"factory", "kwargs"}:
+                raise bad(f"architecture is {arch!r}.", f"Write it as {example}.")
+            if not isinstance(arch.get("factory"), str) or not arch["factory"]:
+                raise bad(
+                    f"architecture.factory is {arch.get('factory')!r} ({type(arch.get('factory')).__name__}), not an architecture name.",
+                    f"Write it as a string, e.g. {example}.",
+                )
+            if not isinstance(arch.get("kwargs", {}), dict):
+                raise bad(f"architecture.kwargs is {arch['kwargs']!r}, not an object.", f"Write it as {example}.")
         if self.sliding_window is not None:
             self.sliding_window = _validated_sliding_window(self.sliding_window, self.spatial_dims)
         if self.orientation is not None:
