@@ -4,21 +4,22 @@ slicer-core (PyPI) provides Slicer's data model without Qt: scenes, volume,
 display, colour, segmentation and slice-composite nodes, ``slicer.util``'s
 array helpers. It has no application (``slicer.app``, ``slicer.mrmlScene``)
 and none of ``qt``, ``ctk``, ``slicer.ScriptedLoadableModule`` or
-``slicer.parameterNodeWrapper``; :func:`module` stands in for exactly those
-four, so the module file itself is imported and its wiring tested.
+``slicer.parameterNodeWrapper``: ``tests/slicer/standins.py`` stands in for
+exactly those (following Slicer 5.8 and 5.10 where they differ), so the module
+file itself is imported, its widget set up, entered and left, and its wiring
+tested.
 
 These tests are never skipped: without slicer-core, collecting them fails.
 """
 
 from __future__ import annotations
 
-import enum
+import dataclasses
 import importlib.util
 import pathlib
 import sys
 import types
 import typing
-import unittest
 
 import pytest
 
@@ -57,8 +58,11 @@ def scene(monkeypatch):
 
 
 # ----------------------------------------------------------------------------
-# Stand-ins for qt, ctk, slicer.ScriptedLoadableModule, slicer.parameterNodeWrapper
+# The module file imported with stand-ins for what slicer-core lacks (tests/slicer/standins.py)
 # ----------------------------------------------------------------------------
+
+#: The Slicer versions whose behaviour the stand-ins follow where they differ.
+SLICER_VERSIONS = ((5, 8), (5, 10))
 
 
 def _guarded_module(name: str) -> types.ModuleType:
@@ -73,157 +77,20 @@ def _guarded_module(name: str) -> types.ModuleType:
     return Guard(name)
 
 
-def _scripted_loadable_module() -> types.ModuleType:
-    mod = types.ModuleType("slicer.ScriptedLoadableModule")
+def import_module_file(monkeypatch, version=(5, 10), gui=False) -> types.ModuleType:
+    """Import slicer_module/SaliencyMaps/SaliencyMaps.py as Slicer ``version`` would, with the stand-ins in place.
 
-    class ScriptedLoadableModule:
-        def __init__(self, parent):
-            self.parent = parent
-            self.moduleName = type(self).__name__
-
-    class ScriptedLoadableModuleWidget:
-        def __init__(self, parent=None):
-            self.parent = parent
-            self.moduleName = type(self).__name__[: -len("Widget")]
-
-    class ScriptedLoadableModuleLogic:
-        def __init__(self, parent=None):
-            self.moduleName = type(self).__name__[: -len("Logic")]
-
-        def getParameterNode(self):
-            scene = slicer.mrmlScene
-            node = scene.GetSingletonNode(self.moduleName, "vtkMRMLScriptedModuleNode")
-            if node is None:
-                node = slicer.vtkMRMLScriptedModuleNode()
-                node.SetSingletonTag(self.moduleName)
-                node.SetAttribute("ModuleName", self.moduleName)
-                node.SetName(self.moduleName)
-                scene.AddNode(node)
-            return node
-
-    class ScriptedLoadableModuleTest(unittest.TestCase):
-        def delayDisplay(self, message, requestedDelay=None, msec=None):
-            pass
-
-    for cls in (ScriptedLoadableModule, ScriptedLoadableModuleWidget, ScriptedLoadableModuleLogic, ScriptedLoadableModuleTest):
-        setattr(mod, cls.__name__, cls)
-    mod.__all__ = [c for c in dir(mod) if c.startswith("Scripted")]
-    return mod
-
-
-class Choice:
-    def __init__(self, choices):
-        self.choices = list(choices)
-
-    def validate(self, value):
-        if value not in self.choices:
-            raise ValueError(f"{value!r} not in {self.choices}")
-
-
-class WithinRange:
-    def __init__(self, minimum, maximum):
-        self.minimum, self.maximum = minimum, maximum
-
-    def validate(self, value):
-        if not self.minimum <= value <= self.maximum:
-            raise ValueError(f"{value!r} outside [{self.minimum}, {self.maximum}]")
-
-
-def parameterNodeWrapper(cls):
-    """A small stand-in for Slicer's ``@parameterNodeWrapper``: typed properties stored in the scripted module node.
-
-    Supports what the module declares: MRML node references, str, int, float,
-    bool, pathlib.Path, Enum, with ``Annotated`` validators (Choice, WithinRange)
-    checked on every write, and class-level defaults written when absent.
+    ``gui=False``: qt and ctk are guards that fail on any use (importing the
+    module and running its Logic must not need Qt). ``gui=True``: the PythonQt,
+    CTK and qMRML stand-ins, for the widget.
     """
-    hints = typing.get_type_hints(cls, include_extras=True)
-    fields = {}
-    for name, hint in hints.items():
-        validators = []
-        if typing.get_origin(hint) is typing.Annotated:
-            hint, *validators = typing.get_args(hint)
-        fields[name] = (hint, validators)
+    from tests.slicer import standins
 
-    def is_node(t):
-        return isinstance(t, type) and issubclass(t, slicer.vtkMRMLNode)
-
-    def default_of(name, t):
-        if name in cls.__dict__:
-            return cls.__dict__[name]
-        if is_node(t):
-            return None
-        if issubclass(t, enum.Enum):
-            return next(iter(t))
-        return t()
-
-    class Wrapped:
-        allParameters = fields
-
-        def __init__(self, node):
-            self.parameterNode = node
-            for name, (t, _v) in fields.items():
-                if not is_node(t) and not node.GetParameter(name):
-                    setattr(self, name, default_of(name, t))
-
-        def default(self, name):
-            return default_of(name, fields[name][0])
-
-        def connectGui(self, gui):  # pragma: no cover - GUI only
-            raise AssertionError("connectGui needs Qt")
-
-    def make_property(name, t, validators):
-        def getter(self):
-            node = self.parameterNode
-            if is_node(t):
-                return node.GetNodeReference(name)
-            text = node.GetParameter(name)
-            if t is bool:
-                return text == "True"
-            if issubclass(t, enum.Enum):
-                return t[text]
-            return t(text)
-
-        def setter(self, value):
-            for validator in validators:
-                validator.validate(value)
-            node = self.parameterNode
-            if is_node(t):
-                if value is not None and not isinstance(value, t):
-                    raise TypeError(f"{name} takes a {t.__name__}")
-                node.SetNodeReferenceID(name, value.GetID() if value is not None else None)
-            elif issubclass(t, enum.Enum):
-                if not isinstance(value, t):
-                    raise TypeError(f"{name} takes a {t.__name__}")
-                node.SetParameter(name, value.name)
-            else:
-                if not isinstance(value, (t, int) if t is float else t) or (t is int and isinstance(value, bool)):
-                    raise TypeError(f"{name} takes a {t.__name__}, not {value!r}")
-                node.SetParameter(name, str(value))
-
-        return property(getter, setter)
-
-    for name, (t, validators) in fields.items():
-        setattr(Wrapped, name, make_property(name, t, validators))
-    Wrapped.__name__ = cls.__name__
-    Wrapped.__doc__ = cls.__doc__
-    return Wrapped
-
-
-def _parameter_node_wrapper_module() -> types.ModuleType:
-    mod = types.ModuleType("slicer.parameterNodeWrapper")
-    mod.parameterNodeWrapper = parameterNodeWrapper
-    mod.Choice = Choice
-    mod.WithinRange = WithinRange
-    return mod
-
-
-def import_module_file(monkeypatch) -> types.ModuleType:
-    """Import slicer_module/SaliencyMaps/SaliencyMaps.py with the four stand-ins (and nothing else) in place."""
     stand_ins = {
-        "qt": _guarded_module("qt"),
-        "ctk": _guarded_module("ctk"),
-        "slicer.ScriptedLoadableModule": _scripted_loadable_module(),
-        "slicer.parameterNodeWrapper": _parameter_node_wrapper_module(),
+        "qt": standins.qt_module() if gui else _guarded_module("qt"),
+        "ctk": standins.ctk_module() if gui else _guarded_module("ctk"),
+        "slicer.ScriptedLoadableModule": standins.scripted_loadable_module(MODULE_DIR),
+        "slicer.parameterNodeWrapper": standins.parameter_node_wrapper_module(version),
     }
     for name, mod in stand_ins.items():
         monkeypatch.setitem(sys.modules, name, mod)
@@ -239,5 +106,62 @@ def import_module_file(monkeypatch) -> types.ModuleType:
 
 @pytest.fixture
 def module(monkeypatch, scene):
-    """The module file, imported with the stand-ins, on a fresh scene."""
+    """The module file, imported with the stand-ins (Slicer 5.10's wrapper, no Qt), on a fresh scene."""
     return import_module_file(monkeypatch)
+
+
+@dataclasses.dataclass
+class Gui:
+    """The module's widget after ``setup()``, on Slicer ``version``'s stand-ins."""
+
+    module: types.ModuleType
+    widget: typing.Any
+    dialogs: typing.Any
+    app: typing.Any
+    version: tuple
+    scene: typing.Any
+
+    @property
+    def ui(self):
+        return self.widget.ui
+
+    @property
+    def pn(self):
+        return self.widget._parameterNode
+
+
+#: Widgets made by :func:`make_gui`; cleaned up after each test (as Slicer does when a module is unloaded),
+#: so that no scene observer of a finished test's widget fires later.
+_WIDGETS = []
+
+
+@pytest.fixture(autouse=True)
+def _cleanup_widgets():
+    yield
+    while _WIDGETS:
+        _WIDGETS.pop().cleanup()
+
+
+def make_gui(monkeypatch, scene, version) -> Gui:
+    """The widget set up with Slicer ``version``'s stand-ins, entered, on ``scene``."""
+    from tests.slicer import standins
+
+    app = standins.App(version)
+    monkeypatch.setattr(slicer, "app", app, raising=False)
+    dialogs = standins.Dialogs()
+    standins.install_gui_util(monkeypatch, dialogs)
+    module = import_module_file(monkeypatch, version, gui=True)
+    widget = module.SaliencyMapsWidget(standins.qSlicerScriptedLoadableModuleWidget())
+    _WIDGETS.append(widget)
+    widget.parent.setLayout(standins.QVBoxLayout())
+    widget.layout = widget.parent.layout()
+    widget.setup()
+    widget.parent.isEntered = True
+    widget.enter()
+    return Gui(module, widget, dialogs, app, version, scene)
+
+
+@pytest.fixture(params=SLICER_VERSIONS, ids=lambda v: f"slicer{v[0]}.{v[1]}")
+def gui(request, monkeypatch, scene):
+    """The widget set up and entered, once with Slicer 5.8's and once with 5.10's behaviour."""
+    return make_gui(monkeypatch, scene, request.param)

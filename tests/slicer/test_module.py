@@ -19,7 +19,8 @@ import torch
 from napari_xai.engine import Cancelled, TargetError, XAIError, list_methods
 from SaliencyMapsLib import nodes
 from tests.conftest import OBLIQUE, make_net, oblique_sitk
-from tests.slicer.conftest import MODULE_DIR, MODULE_FILE, UI_FILE, import_module_file
+from tests.slicer import standins
+from tests.slicer.conftest import MODULE_DIR, MODULE_FILE, SLICER_VERSIONS, UI_FILE, import_module_file
 
 
 def oblique_volume(scene, shape=(7, 9, 11), name="scan"):
@@ -83,7 +84,7 @@ def test_parameter_defaults(module):
     pn = module.SaliencyMapsLogic().getParameterNode()
     assert pn.inputVolume is None and pn.outputVolume is None and pn.regionSegmentation is None
     assert pn.method is module.SaliencyMethod["integrated_gradients"]
-    assert str(pn.modelPath) == "."
+    assert pn.modelPath == ""  # an empty box, not "." (item 10)
     assert pn.targetClass == "" and pn.regionSegmentId == ""
     assert pn.regionReduce == "sum"
     assert pn.methodParameters == "{}"
@@ -98,34 +99,30 @@ def test_parameter_defaults(module):
         pn.thresholdFraction = 1.5
 
 
-def test_ui_binds_every_widget_to_a_parameter(module):
-    """Each SlicerParameterName names a parameter, on a widget type Slicer's connectors accept for its type."""
+@pytest.mark.parametrize("version", SLICER_VERSIONS)
+def test_ui_binds_every_widget_to_a_parameter(module, version):
+    """Each SlicerParameterName names a parameter, on a widget Slicer's GUI connectors accept for its type.
+
+    The connectors are the stand-ins of parameterNodeWrapper/guiConnectors.py (exact widget types, Choice
+    needed for a str combo box, bounds needed for a slider), made for widgets of the .ui's classes.
+    """
     tree = ET.parse(UI_FILE)
     bound = {}
     for widget in tree.iter("widget"):
         for prop in widget.findall("property"):
             if prop.get("name") == "SlicerParameterName":
                 bound[prop.find("string").text] = widget.get("class")
-    fields = module.SaliencyMapsParameterNode.allParameters
-    assert set(bound) <= set(fields)
-    accepted = {  # parameterNodeWrapper/guiConnectors.py: type -> widget classes
-        "vtkMRMLScalarVolumeNode": {"qMRMLNodeComboBox"},
-        "vtkMRMLSegmentationNode": {"qMRMLNodeComboBox"},
-        "Path": {"ctkPathLineEdit"},
-        "SaliencyMethod": {"QComboBox", "ctkComboBox"},
-        "str": {"QLineEdit", "QComboBox", "ctkComboBox"},  # QComboBox needs a Choice annotation
-        "int": {"QSpinBox", "QSlider", "ctkSliderWidget", "QDoubleSpinBox"},
-        "float": {"ctkSliderWidget", "QDoubleSpinBox", "ctkDoubleSpinBox"},
-    }
+    infos = module.SaliencyMapsParameterNode.allParameters
+    assert set(bound) <= set(infos)
     for name, widget_class in bound.items():
-        hint, validators = fields[name]
-        assert widget_class in accepted[hint.__name__], (name, widget_class)
-        if hint is str and widget_class == "QComboBox":
-            assert any(type(v).__name__ == "Choice" for v in validators), name
-    assert {"inputVolume", "modelPath", "method", "targetClass", "regionSegmentation", "outputVolume"} <= set(bound)
+        connector = standins.createGuiConnector(standins.WIDGET_CLASSES[widget_class](), infos[name].unalteredType, version)
+        assert connector is not None, (name, widget_class)
+    assert {"inputVolume", "method", "targetClass", "regionSegmentation", "outputVolume", "thresholdFraction"} <= set(bound)
+    # modelPath is a str bound by the widget itself (an empty Path would show "." in the box).
+    assert "modelPath" not in bound and infos["modelPath"].unalteredType is str
     # Every self.ui.<name> the widget code uses exists in the .ui file.
     names = {w.get("name") for w in tree.iter("widget")}
-    used = set(re.findall(r"self\.ui\.(\w+)", MODULE_FILE.read_text(encoding="utf-8")))
+    used = set(re.findall(r"self\.ui\.(\w+)", MODULE_FILE.read_text(encoding="utf-8"))) - {"__dict__"}
     assert used <= names, used - names
     # Node selectors get the scene.
     receivers = {c.find("receiver").text for c in tree.iter("connection")}
@@ -182,16 +179,23 @@ def test_cancel_and_errors_leave_the_scene_unchanged(module, scene):
     assert node_ids(scene) == before
 
 
-def test_region_from_a_segment_for_a_segmentation_network(module, scene):
-    volume = oblique_volume(scene)
-    labels = np.zeros((7, 9, 11), np.uint8)
-    labels[2:5, 3:6, 4:8] = 1
+def segmentation_from_labels(scene, volume, labels):
+    """A segmentation node with one segment per label value, imported from a labelmap on ``volume``'s grid."""
     labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode")
     labelmap.CopyOrientation(volume)
     slicer.util.updateVolumeFromArray(labelmap, labels)
     segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
     segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
     assert slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, segmentation)
+    scene.RemoveNode(labelmap)
+    return segmentation
+
+
+def test_region_from_a_segment_for_a_segmentation_network(module, scene):
+    volume = oblique_volume(scene)
+    labels = np.zeros((7, 9, 11), np.uint8)
+    labels[2:5, 3:6, 4:8] = 1
+    segmentation = segmentation_from_labels(scene, volume, labels)
     segment_id = segmentation.GetSegmentation().GetNthSegmentID(0)
     logic = module.SaliencyMapsLogic()
     assert logic.regionMask(None, "", volume) is None
@@ -213,7 +217,7 @@ def _occlusion_parameter_node(module, scene, tmp_path):
     logic = module.SaliencyMapsLogic()
     pn = logic.getParameterNode()
     pn.inputVolume = oblique_volume(scene)
-    pn.modelPath = model_path
+    pn.modelPath = str(model_path)
     pn.method = module.SaliencyMethod["occlusion"]
     return logic, pn
 
@@ -335,14 +339,39 @@ def test_widget_makes_a_working_control_for_every_parameter_of_every_method(modu
         spec.validate_params(params.method_params(widget._parameterNode.methodParameters, spec))
 
 
-def test_module_loads_without_the_engine_installed(monkeypatch, scene):
-    """Before napari-xai/torch are in Slicer's Python the module still loads (one method listed, reload after install)."""
+def test_method_menu_needs_neither_torch_nor_the_engine(monkeypatch, scene):
+    """Item 7: the method list comes from the static catalogue, so importing the module file imports no torch.
+
+    Without torch or the engine the full list is still there; only with no readable catalogue at all (a
+    broken install) does the menu fall back to the default method.
+    """
     from SaliencyMapsLib import params
 
-    assert params.engine_available()
+    script = f"""
+import sys, types
+sys.path.insert(0, {str(MODULE_DIR)!r})
+from SaliencyMapsLib import params
+choices = params.method_choices()
+assert len(choices) > 20, choices
+assert not [m for m in sys.modules if m.split(".")[0] == "torch" or m.startswith("napari_xai.engine")]
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]
+
     monkeypatch.setattr(params, "engine_available", lambda: False)
     module = import_module_file(monkeypatch)
-    assert not module.METHODS_FROM_REGISTRY
+    assert module.METHODS_FROM_CATALOGUE
+    assert list(module.SaliencyMethod.__members__) == [spec.name for spec in list_methods()]
+
+    # Not inside an install or checkout: the checkout's catalogue file is read without importing napari_xai.
+    real_find_spec = params.importlib.util.find_spec
+    monkeypatch.setattr(params.importlib.util, "find_spec", lambda name, *a: None if name == "napari_xai" else real_find_spec(name, *a))
+    assert [n for n, _ in params.method_choices()] == [spec.name for spec in list_methods()]
+
+    monkeypatch.setattr(params, "catalogue_entries", lambda: ())
+    module = import_module_file(monkeypatch)
+    assert not module.METHODS_FROM_CATALOGUE
     assert list(module.SaliencyMethod.__members__) == ["integrated_gradients"]
     assert module.SaliencyMapsLogic().getParameterNode().method.value == "integrated_gradients"
 

@@ -83,7 +83,7 @@ def test_target_field():
 
 def test_install_plan_keeps_slicer_simpleitk_and_gets_torch_from_pytorchutils(tmp_path):
     reqs = dependencies.read_requirements()
-    plan = dependencies.make_plan(["torch", "napari_xai", "captum"], "/src/napari-xai", reqs, str(tmp_path / "c.txt"))
+    plan = dependencies.make_plan(["torch", "napari_xai", "scipy"], Path("/src/napari-xai"), reqs, str(tmp_path / "c.txt"))
     assert plan.torch
     assert plan.pip_steps[0] == ["--no-deps", "/src/napari-xai"]
     assert plan.pip_steps[1][-2:] == ["-c", str(tmp_path / "c.txt")]
@@ -112,7 +112,7 @@ def test_ensure_dependencies_order_and_consent(monkeypatch):
 
     prompts = []
     ok = dependencies.ensure_dependencies(
-        lambda text: prompts.append(text) or True, pip_install, install_torch, find_spec=find_spec, source="/src"
+        lambda text: prompts.append(text) or True, pip_install, install_torch, (5, 10), (3, 12), find_spec=find_spec, source=Path("/src")
     )
     assert ok and len(prompts) == 1 and "SimpleITK" in prompts[0]
     assert log[0] == ("torch",)
@@ -122,11 +122,11 @@ def test_ensure_dependencies_order_and_consent(monkeypatch):
     # Declined: nothing happens.
     state["missing"] = ["torch"]
     log.clear()
-    assert not dependencies.ensure_dependencies(lambda text: False, pip_install, install_torch, find_spec=find_spec)
+    assert not dependencies.ensure_dependencies(lambda text: False, pip_install, install_torch, (5, 10), find_spec=find_spec)
     assert log == []
     # Nothing missing: no prompt at all.
     state["missing"] = []
-    assert dependencies.ensure_dependencies(lambda text: pytest.fail("prompted"), pip_install, install_torch, find_spec=find_spec)
+    assert dependencies.ensure_dependencies(lambda text: pytest.fail("prompted"), pip_install, install_torch, (5, 10), find_spec=find_spec)
 
 
 def test_requirements_match_pyproject_minus_slicer_provided():
@@ -134,7 +134,7 @@ def test_requirements_match_pyproject_minus_slicer_provided():
     name = lambda req: re.split(r"[<>=!~ ;\[]", req, maxsplit=1)[0].lower()  # noqa: E731
     expected = {name(r) for r in project} - {"torch", "numpy", "simpleitk"}
     assert {name(r) for r in dependencies.read_requirements()} == expected
-    assert dependencies.package_source() == str(REPO)
+    assert dependencies.source_checkout() == REPO
 
 
 def test_extension_files_list_every_module_file():

@@ -36,6 +36,8 @@ LPS_TO_RAS_3 = np.diag([-1.0, -1.0, 1.0])
 PROVENANCE_ATTRIBUTE = "SaliencyMaps.provenance"
 #: Node attribute holding the map's sign (``signed`` / ``non-negative``).
 SIGN_ATTRIBUTE = "SaliencyMaps.sign"
+#: Node attribute holding the one-line caption of the run that wrote the map.
+CAPTION_ATTRIBUTE = "SaliencyMaps.caption"
 #: Node attribute marking colour tables this module built in code.
 COLORMAP_ATTRIBUTE = "SaliencyMaps.colormap"
 
@@ -122,6 +124,29 @@ def scan_from_volume_node(volume_node: Any):
     return scan
 
 
+def in_scene(node: Any) -> bool:
+    """True when ``node`` is still in a scene (not removed, scene not closed)."""
+    scene = node.GetScene() if node is not None else None
+    return scene is not None and node.GetID() is not None and scene.GetNodeByID(node.GetID()) is node
+
+
+def volume_state(volume_node: Any) -> tuple | None:
+    """What the engine read from a volume node, comparable: its scene, voxels (image data and its
+    modification time), IJKToRAS and parent transform. None when the node is not in a scene."""
+    if not in_scene(volume_node):
+        return None
+    image = volume_node.GetImageData()
+    # C++ addresses (``__this__``), not id(): VTK makes a new Python wrapper when the last one was collected.
+    return (
+        volume_node.GetScene().__this__,
+        volume_node.GetID(),
+        image.__this__ if image is not None else None,
+        image.GetMTime() if image is not None else None,
+        tuple(ijk_to_ras(volume_node).ravel().tolist()),
+        volume_node.GetTransformNodeID(),
+    )
+
+
 # ----------------------------------------------------------------------------
 # The output map volume
 # ----------------------------------------------------------------------------
@@ -144,9 +169,11 @@ def create_map_volume(
     values : numpy.ndarray
         ``(k, j, i)`` on the input's grid (an :class:`Attribution`'s ``values``).
     name : str
-        Name of a newly created node (an existing output keeps its name).
+        The map's name. A new node gets a unique form of it; a reused output
+        node is renamed to it, so its name always says which run wrote it.
     output_volume : vtkMRMLScalarVolumeNode, optional
-        Node to overwrite; None: a new node in the input's scene.
+        Node to overwrite; None: a new node in the input's scene. Never the
+        input itself (:func:`check_output_volume`).
     scene : vtkMRMLScene, optional
         Defaults to the input's scene.
 
@@ -154,17 +181,48 @@ def create_map_volume(
     -------
     vtkMRMLScalarVolumeNode
     """
+    check_output_volume(input_volume, output_volume)
     values = np.asarray(values)
     dims = input_volume.GetImageData().GetDimensions() if input_volume.GetImageData() else None
     if dims is None or tuple(values.shape) != tuple(dims[::-1]):
         raise ValueError(f"The map has shape {values.shape} but the input volume's voxel grid is (k, j, i) = {tuple(dims[::-1]) if dims else None}.")
     scene = scene or input_volume.GetScene()
+    if scene is None:
+        from napari_xai.engine import ImageError
+
+        raise ImageError("The input volume is no longer in a scene (the scene was closed).", "Load the scan again and press Apply.")
     if output_volume is None:
         output_volume = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", scene.GenerateUniqueName(name))
+    elif output_volume.GetName() != name:
+        output_volume.SetName(name)
     output_volume.CopyOrientation(input_volume)
     slicer.util.updateVolumeFromArray(output_volume, np.ascontiguousarray(values, dtype=np.float32))
     output_volume.SetAndObserveTransformNodeID(input_volume.GetTransformNodeID())
     return output_volume
+
+
+def check_output_volume(input_volume: Any, output_volume: Any) -> None:
+    """Refuse a map volume that would overwrite the scan it explains (as the engine refuses to save a map over its source).
+
+    Raises
+    ------
+    ImageError
+        ``output_volume`` is ``input_volume``.
+    """
+    if output_volume is not None and input_volume is not None and output_volume.GetID() == input_volume.GetID():
+        from napari_xai.engine import ImageError
+
+        raise ImageError(
+            f"The map volume is the input volume {input_volume.GetName()!r}: Apply would overwrite the scan with the map.",
+            "Choose another map volume, or 'None' to create a new one.",
+        )
+
+
+def describe_map(volume_node: Any, provenance: dict, sign: str, caption: str) -> None:
+    """Store how the map was made, every time a run writes it: provenance (JSON), sign, caption and description."""
+    set_provenance(volume_node, provenance, sign)
+    volume_node.SetAttribute(CAPTION_ATTRIBUTE, caption)
+    volume_node.SetDescription(caption)
 
 
 def set_provenance(volume_node: Any, provenance: dict, sign: str) -> None:
@@ -226,7 +284,6 @@ def build_color_table(scene: Any, colormap: str, n_colors: int = 256) -> Any:
     node.SetTypeToUser()
     node.SetName(f"SaliencyMaps {colormap}")
     node.SetNumberOfColors(n_colors)
-    node.SetNamesInitialised(True)
     t = np.linspace(-1.0, 1.0, n_colors)
     for i in range(n_colors):
         alpha = float(min(1.0, abs(t[i]) * 1.5)) if colormap == "bwr" else 1.0
@@ -278,13 +335,39 @@ def apply_display(volume_node: Any, values: np.ndarray, sign: str, threshold_fra
         display.AutoWindowLevelOff()
         display.SetWindowLevelMinMax(lo, hi)
         display.AutoThresholdOff()
-        if sign == "non-negative" and threshold_fraction > 0:
+    set_threshold_fraction(volume_node, threshold_fraction, sign, values)
+    return settings
+
+
+def set_threshold_fraction(volume_node: Any, threshold_fraction: float, sign: str | None = None, values: np.ndarray | None = None) -> bool:
+    """Make voxels of a non-negative map below ``threshold_fraction`` of its display maximum transparent.
+
+    Works on an existing map (the "Hide below" slider): the display maximum is
+    the window's upper level set by :func:`apply_display`, the sign the one
+    stored by :func:`set_provenance`. Signed maps are not thresholded
+    (Slicer's threshold keeps one interval).
+
+    Returns
+    -------
+    bool
+        Whether a threshold is applied now.
+    """
+    display = volume_node.GetDisplayNode()
+    if display is None:
+        return False
+    sign = sign or volume_node.GetAttribute(SIGN_ATTRIBUTE)
+    hi = float(display.GetWindowLevelMax())
+    apply = sign == "non-negative" and threshold_fraction > 0
+    with slicer.util.NodeModify(display):
+        if apply:
+            if values is None:
+                values = slicer.util.arrayFromVolume(volume_node)
             vmax = float(np.max(values)) if np.size(values) else hi
             display.SetThreshold(threshold_fraction * hi, max(vmax, hi))
             display.ApplyThresholdOn()
         else:
             display.ApplyThresholdOff()
-    return settings
+    return apply
 
 
 def show_as_foreground(scene: Any, background: Any, foreground: Any, opacity: float) -> int:

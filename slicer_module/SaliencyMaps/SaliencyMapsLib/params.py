@@ -12,15 +12,18 @@ from __future__ import annotations
 import importlib.util
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-#: Shown when the engine cannot be imported yet (napari-xai or torch not installed
-#: in Slicer's Python): the module still loads; after installing, it reloads with
-#: the registry's full list.
-FALLBACK_METHODS = (("integrated_gradients", "Integrated Gradients"),)
+#: Shown only when no method catalogue can be read (a broken install): the
+#: module still loads, with the default method.
+FALLBACK_METHODS = (("integrated_gradients", "Integrated Gradients (backpropagation)"),)
 
 #: The default method: signed, complete (sums to the score difference), cheap enough on a CPU.
 DEFAULT_METHOD = "integrated_gradients"
+
+#: The catalogue inside a source checkout (``<repo>/slicer_module/SaliencyMaps/SaliencyMapsLib/params.py``).
+CHECKOUT_CATALOGUE = Path(__file__).resolve().parents[3] / "napari_xai" / "method_catalogue.json"
 
 
 def engine_available() -> bool:
@@ -28,20 +31,43 @@ def engine_available() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("napari_xai", "torch"))
 
 
-def method_choices() -> tuple[tuple[str, str], ...]:
-    """``(registry name, menu label)`` of every registered method, in catalogue order.
+def catalogue_entries() -> tuple:
+    """The engine's method catalogue (``napari_xai.catalogue``), read without importing torch or the engine.
 
-    Imports the engine (and torch) when it is installed; otherwise
-    :data:`FALLBACK_METHODS`. Never installs anything.
+    From the installed or bundled ``napari_xai`` package, else from the
+    source checkout holding this module; an empty tuple when neither is
+    readable.
     """
-    if not engine_available():
-        return FALLBACK_METHODS
     try:
-        from napari_xai.engine import list_methods
+        if importlib.util.find_spec("napari_xai") is not None:
+            from napari_xai import catalogue
 
-        return tuple((spec.name, f"{spec.title} ({spec.family})") for spec in list_methods())
+            return catalogue.read_catalogue()
     except Exception:  # a broken install must not stop Slicer from loading the module
+        pass
+    if CHECKOUT_CATALOGUE.is_file():
+        try:
+            spec = importlib.util.spec_from_file_location("_saliencymaps_catalogue", CHECKOUT_CATALOGUE.with_name("catalogue.py"))
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            return module.read_catalogue(CHECKOUT_CATALOGUE)
+        except Exception:
+            pass
+    return ()
+
+
+def method_choices() -> tuple:
+    """``(registry name, menu label)`` of every method, in catalogue order.
+
+    Read from the static catalogue, so listing the methods never imports
+    torch (Slicer builds the menu at start-up; importing torch there slows
+    every start and, on Windows, locks torch's DLLs against reinstalling).
+    :data:`FALLBACK_METHODS` when no catalogue is readable. Never installs anything.
+    """
+    entries = catalogue_entries()
+    if not entries:
         return FALLBACK_METHODS
+    return tuple((entry.name, entry.label) for entry in entries)
 
 
 @dataclass(frozen=True)
