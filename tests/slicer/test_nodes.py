@@ -279,3 +279,25 @@ def test_oblique_fixture_is_really_oblique_and_anisotropic():
     d = np.asarray(OBLIQUE.direction).reshape(3, 3)
     assert np.abs(d - np.diag(np.diag(d))).max() > 0.1
     assert len(set(OBLIQUE.spacing)) == 3
+
+
+def test_colour_table_uses_no_deprecated_call(scene):
+    """Item 14: SetNamesInitialised is a no-op that logs a VTK error from Slicer 5.10 on (vtkMRMLColorNode.h)."""
+    import vtk
+
+    window = vtk.vtkStringOutputWindow()
+    previous = vtk.vtkOutputWindow.GetInstance()
+    vtk.vtkOutputWindow.SetInstance(window)
+    try:
+        probe = slicer.vtkMRMLColorTableNode()
+        probe.SetNamesInitialised(True)  # the check can fail: this Slicer (slicer-core) logs the deprecation
+        assert "deprecated" in window.GetOutput()
+        before = window.GetOutput()
+        for colormap in ("inferno", "bwr"):
+            node = nodes.build_color_table(scene, colormap)
+            assert node.GetNumberOfColors() == 256 and node.GetColorName(3) == "3"
+        assert window.GetOutput() == before
+    finally:
+        vtk.vtkOutputWindow.SetInstance(previous)
+    with open(nodes.__file__, encoding="utf-8") as f:
+        assert "NamesInitialised" not in f.read()
