@@ -1,0 +1,122 @@
+"""The trust metrics of one map: what a report's trust table and a cohort's table carry.
+
+Two sources. The axiom checks a method measured during its own run
+(completeness for integrated gradients and DeepLIFT, in
+``Attribution.checks``) are always there. The engine's evaluation,
+``napari_xai.engine.evaluate(model, image, attribution, ...)`` (deletion and
+insertion curves, the model-randomisation sanity check, localisation against a
+mask, the share of relevance outside the anatomy and the shortcut flag), is
+used when the installed engine has it: it is looked up, not assumed, so a
+report or a cohort made with an engine without it carries the checks alone.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any, Callable
+
+from .attribution import Attribution
+
+#: Metric names in the order tables show them (others follow, sorted).
+METRIC_ORDER = (
+    "completeness_error",
+    "deletion_auc",
+    "random_deletion_auc",
+    "insertion_auc",
+    "random_insertion_auc",
+    "sanity_similarity",
+    "sanity_passed",
+    "mass_in_mask",
+    "pointing_game",
+    "relevance_rank",
+    "outside_anatomy_share",
+    "outside_anatomy_peak",
+    "outside_anatomy_top_share",
+    "shortcut_flag",
+)
+
+
+def evaluator() -> Callable[..., dict[str, Any]] | None:
+    """The engine's ``evaluate`` function, or None where this engine has none."""
+    import importlib
+
+    fn = getattr(importlib.import_module(__package__), "evaluate", None)
+    return fn if callable(fn) and not inspect.ismodule(fn) else None
+
+
+def check_metrics(attribution: Attribution) -> dict[str, Any]:
+    """The metrics a method measured during its run, flat (e.g. ``completeness_error``).
+
+    ``completeness_error`` is ``|sum of the map - (score - baseline score)|``
+    over ``|score - baseline score|``, as :func:`napari_xai.engine.explain`
+    records it for integrated gradients and DeepLIFT.
+    """
+    out: dict[str, Any] = {}
+    completeness = attribution.checks.get("completeness")
+    if isinstance(completeness, dict) and completeness.get("relative_delta") is not None:
+        out["completeness_error"] = float(completeness["relative_delta"])
+    return out
+
+
+def trust_metrics(
+    attribution: Attribution,
+    *,
+    model: Any = None,
+    image: Any = None,
+    mask: Any = None,
+    evaluate: bool = True,
+    **options: Any,
+) -> dict[str, Any]:
+    """The metrics of one map: its own checks, plus the engine's evaluation where it exists.
+
+    Parameters
+    ----------
+    attribution : Attribution
+        The map.
+    model, image : optional
+        The model and scan it explains; the evaluation needs both.
+    mask : numpy.ndarray, optional
+        A region on the scan's grid (e.g. the lesion) for the localisation metrics.
+    evaluate : bool
+        False: the checks only (the evaluation re-runs the model many times).
+    **options
+        Passed on to the evaluation where its signature takes them.
+
+    Returns
+    -------
+    dict
+        Metric name to value (plain Python types).
+    """
+    metrics = check_metrics(attribution)
+    fn = evaluator() if evaluate else None
+    if fn is not None and model is not None and image is not None:
+        accepted = inspect.signature(fn).parameters
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
+        kwargs = {k: v for k, v in {"mask": mask, **options}.items() if v is not None and (takes_any or k in accepted)}
+        metrics.update(fn(model, image, attribution, **kwargs))
+    return {k: _plain(v) for k, v in metrics.items()}
+
+
+def ordered_names(rows: list[dict[str, Any]]) -> list[str]:
+    """The metric names present in any of ``rows``, in :data:`METRIC_ORDER` first."""
+    present = {k for row in rows for k in row}
+    return [k for k in METRIC_ORDER if k in present] + sorted(present - set(METRIC_ORDER))
+
+
+def format_metric(value: Any) -> str:
+    """A metric as a table cell."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:.3g}"
+    return str(value)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars as Python scalars, so metrics go into JSON, CSV and Parquet unchanged."""
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        return value.item()
+    return value
