@@ -32,6 +32,8 @@ class Prediction:
         Number of output classes.
     labels : list of str
         Class names (from the spec, else ``class k``).
+    probabilities : list of float
+        Softmax probability of every class (classification only, else empty).
     """
 
     task: str
@@ -40,6 +42,7 @@ class Prediction:
     score: float
     n_classes: int
     labels: list[str] = field(default_factory=list)
+    probabilities: list[float] = field(default_factory=list)
 
     def describe(self) -> str:
         """E.g. ``predicted: lesion (p = 0.93)``."""
@@ -79,10 +82,12 @@ def predict(model: Any, image: Any, spec: Any = None) -> Prediction:
     resolved = resolve_target(output, msi.tensor, loaded.spec, None, None)
     n = int(output.shape[1]) if output.ndim >= 2 else 1
     labels = list(loaded.spec.labels) if loaded.spec.labels else [f"class {k}" for k in range(n)]
+    probabilities: list[float] = []
     if resolved.task == "classification":
-        score = float(torch.softmax(output[0].double(), dim=0)[resolved.class_index])
+        probabilities = [float(p) for p in torch.softmax(output[0].double(), dim=0)]
+        score = probabilities[resolved.class_index]
     elif resolved.task == "segmentation":
         score = float(resolved.region.sum())
     else:
         score = float(output.reshape(-1)[0])
-    return Prediction(resolved.task, resolved.class_index, resolved.label, score, n, labels)
+    return Prediction(resolved.task, resolved.class_index, resolved.label, score, n, labels, probabilities)

@@ -159,14 +159,14 @@ def write_report(
 # ----------------------------------------------------------------------------- pages
 
 
-def _page() -> Figure:
+def new_page() -> Figure:
     fig = Figure(figsize=PAGE_SIZE, facecolor="white")
     FigureCanvasAgg(fig)
     return fig
 
 
 def _title_page(scan: ScanImage, attributions: list[Attribution], rows: list[dict[str, Any]], title: str | None) -> Figure:
-    fig = _page()
+    fig = new_page()
     first = attributions[0]
     fig.text(0.06, 0.955, title or f"Saliency report: {scan.name}", fontsize=17, weight="bold", va="top")
     fig.text(0.06, 0.925, "Attribution maps are explanations of a model's output, not findings; read them with the trust table.", fontsize=8.5, color="0.3", va="top")
@@ -191,12 +191,12 @@ def _title_page(scan: ScanImage, attributions: list[Attribution], rows: list[dic
     ]
     ax = fig.add_axes((0.06, 0.60, 0.88, 0.31))
     ax.set_axis_off()
-    _table(ax, [[k, _wrap(v, 70)] for k, v in block], col_widths=(0.24, 0.76), header=None, fontsize=8.5)
+    draw_table(ax, [[k, _wrap(v, 70)] for k, v in block], col_widths=(0.24, 0.76), header=None, fontsize=8.5)
     fig.text(0.06, 0.58, "Maps in this report", fontsize=12, weight="bold", va="top")
     ax = fig.add_axes((0.06, 0.45, 0.88, 0.11))
     ax.set_axis_off()
     method_rows = [[str(i + 1), a.method_title, a.family, a.sign, f"{a.timings.get('total_s', float('nan')):.1f} s", str(i + 2)] for i, a in enumerate(attributions)]
-    _table(ax, method_rows, col_widths=(0.06, 0.32, 0.2, 0.16, 0.12, 0.14), header=["#", "method", "family", "sign", "time", "page"], fontsize=8)
+    draw_table(ax, method_rows, col_widths=(0.06, 0.32, 0.2, 0.16, 0.12, 0.14), header=["#", "method", "family", "sign", "time", "page"], fontsize=8)
     fig.text(0.06, 0.42, "Trust table", fontsize=12, weight="bold", va="top")
     names = ordered_names(rows)
     ax = fig.add_axes((0.06, 0.06, 0.88, 0.34))
@@ -204,7 +204,7 @@ def _title_page(scan: ScanImage, attributions: list[Attribution], rows: list[dic
     if names:
         table_rows = [[n.replace("_", " ")] + [format_metric(r.get(n)) for r in rows] for n in names]
         widths = (0.34,) + (0.66 / len(rows),) * len(rows)
-        _table(ax, table_rows, col_widths=widths, header=["metric"] + [f"#{i + 1} {a.method_title}" for i, a in enumerate(attributions)], fontsize=7.5)
+        draw_table(ax, table_rows, col_widths=widths, header=["metric"] + [f"#{i + 1} {a.method_title}" for i, a in enumerate(attributions)], fontsize=7.5)
     else:
         ax.text(0, 1, _wrap("No trust metrics were measured for these maps. Integrated gradients and DeepLIFT record their completeness; "
                             "the engine's evaluation (deletion, insertion, sanity, localisation) adds the rest where it is installed.", 100),
@@ -213,7 +213,7 @@ def _title_page(scan: ScanImage, attributions: list[Attribution], rows: list[dic
 
 
 def _method_page(scan: ScanImage, a: Attribution, metrics: dict[str, Any]) -> Figure:
-    fig = _page()
+    fig = new_page()
     fig.text(0.06, 0.965, f"{a.method_title}: {a.target.get('description', '')}", fontsize=14, weight="bold", va="top")
     fig.text(0.06, 0.94, f"{a.model.get('name', '')} | {scan.name}", fontsize=8.5, color="0.3", va="top")
     settings = display_settings(a.values, a.sign)
@@ -249,13 +249,13 @@ def _method_page(scan: ScanImage, a: Attribution, metrics: dict[str, Any]) -> Fi
     ax.set_axis_off()
     params = [[k, _wrap(_value_text(v), 36)] for k, v in a.params.items()] or [["(none)", ""]]
     params.append(["family", a.family])
-    _table(ax, params, col_widths=(0.45, 0.55), header=["parameter", "value"], fontsize=7.5)
+    draw_table(ax, params, col_widths=(0.45, 0.55), header=["parameter", "value"], fontsize=7.5)
     fig.text(0.53, 0.285, "Timings and checks", fontsize=11, weight="bold", va="top")
     ax = fig.add_axes((0.53, 0.09, 0.41, 0.18))
     ax.set_axis_off()
     info = [[k.replace("_", " "), f"{v:.2f} s"] for k, v in a.timings.items()]
     info += [[k.replace("_", " "), format_metric(v)] for k, v in metrics.items()]
-    _table(ax, info or [["(none)", ""]], col_widths=(0.6, 0.4), header=["item", "value"], fontsize=7.5)
+    draw_table(ax, info or [["(none)", ""]], col_widths=(0.6, 0.4), header=["item", "value"], fontsize=7.5)
     return fig
 
 
@@ -277,7 +277,7 @@ def _appendix_pages(scan: ScanImage, attributions: list[Attribution], image_path
         lines.append("")
     pages = []
     for start in range(0, len(lines), APPENDIX_LINES):
-        fig = _page()
+        fig = new_page()
         fig.text(0.06, 0.965, "Provenance appendix" + (" (continued)" if start else ""), fontsize=13, weight="bold", va="top")
         fig.text(0.06, 0.935, "\n".join(lines[start : start + APPENDIX_LINES]), fontsize=6.3, family="DejaVu Sans Mono", va="top", linespacing=1.25)
         pages.append(fig)
@@ -407,14 +407,18 @@ def _sign_convention(a: Attribution, hi: float, colormap: str) -> str:
     )
 
 
-def _table(ax: Any, rows: list[list[str]], *, col_widths: Sequence[float], header: list[str] | None, fontsize: float) -> None:
+def draw_table(ax: Any, rows: list[list[str]], *, col_widths: Sequence[float], header: list[str] | None, fontsize: float) -> None:
+    """A table with horizontal rules from the top left of ``ax`` (multi-line cells get taller rows)."""
     table = ax.table(cellText=rows, colLabels=header, colWidths=list(col_widths), loc="upper left", cellLoc="left", edges="horizontal")
     table.auto_set_font_size(False)
     table.set_fontsize(fontsize)
-    for (r, _c), cell in table.get_celld().items():
+    cells = table.get_celld()
+    lines_per_row: dict[int, int] = {}
+    for (r, _c), cell in cells.items():
+        lines_per_row[r] = max(lines_per_row.get(r, 1), cell.get_text().get_text().count("\n") + 1)
+    for (r, _c), cell in cells.items():
         cell.set_edgecolor("0.8")
-        text = cell.get_text().get_text()
-        cell.set_height(cell.get_height() * (1.0 + 0.9 * text.count("\n")))
+        cell.set_height(cell.get_height() * (1.0 + 0.9 * (lines_per_row[r] - 1)))
         if header is not None and r == 0:
             cell.set_text_props(weight="bold")
 
