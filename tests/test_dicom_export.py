@@ -106,3 +106,20 @@ def test_a_map_off_the_series_grid_is_refused_and_nothing_is_written(exported, t
     with pytest.raises(ImageError, match="2D"):
         write_parametric_map(flat, root / "ct", tmp_path / "y.dcm")
     assert not list(tmp_path.iterdir())
+
+
+def test_cli_writes_a_parametric_map_for_a_dicom_series_and_refuses_other_inputs(exported, tmp_path, capsys):
+    import torch
+
+    from napari_xai.engine.cli import main
+
+    root, scan, attribution, files = exported
+    torch.jit.save(torch.jit.trace(make_net(3), torch.randn(1, 1, 7, 9, 11)), str(tmp_path / "net.pt"))
+    out = tmp_path / "out"
+    assert main(["--model", str(tmp_path / "net.pt"), "--image", str(root / "ct"), "--method", "vanilla_gradient", "--dicom", "--no-png", "--out", str(out)]) == 0
+    (pm,) = out.glob("*_pm.dcm")
+    back = read_parametric_map(pm)
+    np.testing.assert_allclose(back.array, read_image(next(out.glob("*.nii.gz"))).array, rtol=1e-6)
+    sitk.WriteImage(scan.to_sitk(), str(tmp_path / "scan.nrrd"))
+    assert main(["--model", str(tmp_path / "net.pt"), "--image", str(tmp_path / "scan.nrrd"), "--dicom", "--out", str(tmp_path / "o2")]) == 2
+    assert "DICOM series" in capsys.readouterr().err and not (tmp_path / "o2").exists()

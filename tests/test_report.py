@@ -107,3 +107,15 @@ def test_report_refuses_bad_input(report, tmp_path):
     with pytest.raises(ImageError, match="shape"):
         write_report(other, maps, tmp_path / "r.pdf")
     assert not list(tmp_path.iterdir())
+
+
+def test_cli_report_holds_every_method_of_a_scan(report, model_file, tmp_path):
+    root = report[0]
+    out = tmp_path / "out"
+    assert main(["--model", str(model_file), "--image", str(root / "scan.nrrd"), "--method", "vanilla_gradient", "--method", "grad_cam", "--no-png", "--report", "--out", str(out)]) == 0
+    pdf = out / "scan_report.pdf"
+    pages = sorted(out.glob("scan_report_page*.png"))
+    assert pdf.stat().st_size > 20_000 and len(pages) >= 4
+    if shutil.which("pdftotext"):
+        text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+        assert "Vanilla Gradient" in text and "Grad-CAM" in text

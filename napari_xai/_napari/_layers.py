@@ -163,21 +163,7 @@ def attribution_from_layer(layer: Any) -> Attribution:
             "Select a saliency layer made by the napari-xai widget.",
         )
     geometry = Geometry.from_dict(prov["geometry"]) if "geometry" in prov else layer_geometry(layer)
-    return Attribution(
-        values=np.asarray(layer.data, dtype=np.float32),
-        geometry=geometry,
-        method=prov.get("method", ""),
-        method_title=prov.get("method_title", prov.get("method", "")),
-        family=prov.get("family", ""),
-        sign=prov.get("sign", "signed"),
-        target=dict(prov.get("target", {})),
-        params=dict(prov.get("params", {})),
-        model=dict(prov.get("model", {})),
-        image_name=prov.get("image", layer.name),
-        timings=dict(prov.get("timings", {})),
-        checks=dict(prov.get("checks", {})),
-        package_version=prov.get("napari_xai_version", ""),
-    )
+    return Attribution.from_provenance(layer.data, prov, geometry, name=layer.name)
 
 
 def is_result_layer(layer: Any) -> bool:

@@ -563,6 +563,33 @@ def export_figure(viewer: Any, result: Any, path: str | os.PathLike, layout: str
     return render_overlay(scan, attribution, path, layout=layout, center=center, dpi=dpi)
 
 
+def report_layers(viewer: Any, result: Any) -> list[Any]:
+    """The visible result layers computed on the same scan as ``result`` (``result`` first), not comparison copies."""
+    source = find_source_layer(viewer, result)
+    others = [
+        layer
+        for layer in viewer.layers
+        if layer.metadata.get(PROVENANCE_KEY) and not layer.metadata.get(COMPARE_KEY) and layer.visible and layer.name != result.name
+        and (layer.metadata.get(SOURCE_KEY) or layer.metadata[PROVENANCE_KEY].get("image")) == source.name
+    ]
+    return [result] + others
+
+
+def export_report(viewer: Any, result: Any, path: str | os.PathLike) -> Any:
+    """Write the PDF report (and PNG pages) of the scan ``result`` was computed on, with all its visible maps.
+
+    Returns
+    -------
+    napari_xai.engine.report.ReportFiles
+    """
+    from napari_xai.engine.report import write_report
+
+    source = find_source_layer(viewer, result)
+    maps = [attribution_from_layer(layer) for layer in report_layers(viewer, result)]
+    image_path = getattr(getattr(source, "source", None), "path", None)
+    return write_report(scan_from_layer(source), maps, path, image_path=image_path)
+
+
 def compose_view_figure(
     shot: np.ndarray, attribution: Attribution, path: str | os.PathLike, *, colormap: Any = None, contrast_limits: tuple[float, float] | None = None, dpi: int = 120
 ) -> Path:

@@ -93,6 +93,40 @@ class Attribution:
         }
         return json.loads(json.dumps(record, default=_json_default))
 
+    @classmethod
+    def from_provenance(cls, values: np.ndarray, provenance: dict[str, Any], geometry: Geometry | None = None, name: str = "image") -> "Attribution":
+        """Rebuild an Attribution from its values and the record :meth:`provenance` made (e.g. a host's layer or node).
+
+        Parameters
+        ----------
+        values : numpy.ndarray
+            The map.
+        provenance : dict
+            The record; its geometry is used unless ``geometry`` is given.
+        geometry : Geometry, optional
+            The grid the values are on now (a host's own transforms).
+        name : str
+            Image name when the record has none.
+        """
+        prov = dict(provenance)
+        if geometry is None:
+            geometry = Geometry.from_dict(prov["geometry"])
+        return cls(
+            values=np.asarray(values, dtype=np.float32),
+            geometry=geometry,
+            method=prov.get("method", ""),
+            method_title=prov.get("method_title", prov.get("method", "")),
+            family=prov.get("family", ""),
+            sign=prov.get("sign", "signed"),
+            target=dict(prov.get("target", {})),
+            params=dict(prov.get("params", {})),
+            model=dict(prov.get("model", {})),
+            image_name=prov.get("image", name),
+            timings=dict(prov.get("timings", {})),
+            checks=dict(prov.get("checks", {})),
+            package_version=prov.get("napari_xai_version", ""),
+        )
+
     def caption(self) -> str:
         """One line for a figure: model, method, target, parameters."""
         params = ", ".join(f"{k}={v}" for k, v in self.params.items() if v != "")

@@ -2,6 +2,8 @@
 
     napari-xai-explain --sample --out demo_output
     napari-xai-explain --model model.pt2 --image scans/*.nii.gz --method grad_cam --method occlusion --out maps/
+    napari-xai-explain --sample --report --out demo_output          # a PDF report per scan
+    napari-xai-explain --model model.pt2 --image dicom_series/ --method grad_cam --dicom --out maps/
 """
 
 from __future__ import annotations
@@ -13,13 +15,16 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from .errors import Cancelled, XAIError
+from .dicom_export import write_parametric_map
+from .errors import Cancelled, ImageError, XAIError
 from .explain import explain
-from .image_io import read_image
+from .image_io import is_dicom_series_folder, read_image
 from .models.loading import load_model
 from .overlay import render_overlay
 from .progress import Progress
 from .registry import get_method, list_methods
+from .report import write_report
+from .trust import trust_metrics
 
 DEFAULT_SAMPLE_METHODS = ("vanilla_gradient", "integrated_gradients", "grad_cam", "occlusion")
 #: Settings for the --sample demo that keep each method to seconds on a CPU
@@ -58,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", default=".nii.gz", choices=(".nii.gz", ".nii", ".nrrd", ".mha"), help="map file format")
     parser.add_argument("--no-png", action="store_true", help="do not write overlay figures")
     parser.add_argument("--layout", default="orthogonal", choices=("orthogonal", "montage"), help="overlay figure layout")
+    parser.add_argument("--report", action="store_true", help="also write a PDF report (and its pages as PNG) per scan, all methods in one")
+    parser.add_argument("--no-metrics", action="store_true", help="report: skip the engine's evaluation in the trust table (keep the methods' own checks)")
+    parser.add_argument("--dicom", action="store_true", help="DICOM series inputs: also write each map as a DICOM Parametric Map (highdicom)")
+    parser.add_argument("--dicom-overlay", action="store_true", help="with --dicom: also the overlay as a Secondary Capture series")
     parser.add_argument("--memory-budget-mb", type=int, help="working memory per batch")
     parser.add_argument("--trust-pickle", action="store_true", help="allow a pickled whole-model file (runs code from the file: only for files you trust)")
     parser.add_argument("--trust-bundle-code", action="store_true", help="MONAI bundle: parse the whole config, running its expressions and scripts/ (only for bundles you trust)")
@@ -113,6 +122,10 @@ def _run(args: argparse.Namespace) -> int:
         model_path, images, methods = args.model, args.image, args.method or ["integrated_gradients"]
     for name in methods:
         get_method(name)
+    if args.dicom or args.dicom_overlay:
+        not_dicom = [p for p in images if not is_dicom_series_folder(p)]
+        if not_dicom:
+            raise ImageError(f"--dicom needs DICOM series folders as --image; {not_dicom[0]} is not one.", "Drop --dicom for NIfTI/NRRD/MHA scans, or give the series folder.")
     folder_options: dict = {}
     if args.trust_bundle_code:
         folder_options["trust_bundle_code"] = True
@@ -125,6 +138,7 @@ def _run(args: argparse.Namespace) -> int:
     print(f"model: {model.name} ({model.kind}, weights sha256 {model.identity[:12]})")
     for image_path in images:
         scan = read_image(image_path)
+        maps = []
         for name in methods:
             spec = get_method(name)
             own = {k: v for k, v in params.items() if k in {p.name for p in spec.params}}
@@ -148,10 +162,18 @@ def _run(args: argparse.Namespace) -> int:
             if not args.no_png:
                 png = render_overlay(scan, attribution, str(stem) + ".png", layout=args.layout)
                 line += f", {png.name}"
+            if args.dicom or args.dicom_overlay:
+                dicom = write_parametric_map(attribution, image_path, str(stem) + "_pm.dcm", scan=scan, secondary_capture=args.dicom_overlay)
+                line += f", {dicom.parametric_map.name}" + (f" (+{len(dicom.secondary_capture)} overlay slices)" if dicom.secondary_capture else "")
             completeness = attribution.checks.get("completeness")
             if completeness:
                 line += f"; completeness error {completeness['relative_delta']:.2%}"
             print(f"{line} [{time.perf_counter() - t0:.1f} s]")
+            maps.append(attribution)
+        if args.report:
+            trust = [trust_metrics(a, model=model, image=scan, evaluate=not args.no_metrics) for a in maps]
+            report = write_report(scan, maps, out / f"{scan.name}_report.pdf", trust=trust, image_path=image_path)
+            print(f"{scan.name}: report {report.pdf} ({len(report.pages)} pages)")
     return 0
 
 

@@ -223,7 +223,7 @@ def _method_page(scan: ScanImage, a: Attribution, metrics: dict[str, Any]) -> Fi
     lo, hi = np.percentile(base, [0.5, 99.5])
     views = _views(scan, a)
     n = len(views)
-    grid = fig.add_gridspec(2, n + 1, width_ratios=[1] * n + [0.05], left=0.05, right=0.92, top=0.915, bottom=0.525, wspace=0.06, hspace=0.12)
+    grid = fig.add_gridspec(2, n + 1, width_ratios=[1] * n + [0.05], left=0.05, right=0.89, top=0.9, bottom=0.525, wspace=0.06, hspace=0.14)
     for i, view in enumerate(views):
         for row, overlay in ((0, False), (1, True)):
             ax = fig.add_subplot(grid[row, i])
@@ -236,7 +236,7 @@ def _method_page(scan: ScanImage, a: Attribution, metrics: dict[str, Any]) -> Fi
     montage = _axial_montage(scan, a)
     if montage:
         fig.text(0.06, 0.512, "Axial slices across the map's strongest half", fontsize=9, weight="bold", va="top")
-        strip = fig.add_gridspec(1, len(montage), left=0.05, right=0.92, top=0.475, bottom=0.365, wspace=0.04)
+        strip = fig.add_gridspec(1, len(montage), left=0.05, right=0.89, top=0.475, bottom=0.365, wspace=0.04)
         for i, view in enumerate(montage):
             ax = fig.add_subplot(strip[0, i])
             _draw(ax, view, (lo, hi), cmap, norm, settings.contrast_limits[1], scale_bar=i == 0, letters=i == 0)

@@ -218,6 +218,7 @@ class SaliencyMapsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.saveMapButton.connect("clicked(bool)", self.onSaveMapButton)
         self.ui.screenshotButton.connect("clicked(bool)", self.onScreenshotButton)
+        self.ui.reportButton.connect("clicked(bool)", self.onReportButton)
         self.ui.regionSegmentComboBox.connect("currentIndexChanged(int)", self.onRegionSegmentChanged)
         self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self._onModelPathChanged)
 
@@ -328,6 +329,7 @@ class SaliencyMapsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         hasMap = bool(pn and pn.outputVolume and pn.outputVolume.GetImageData())
         self.ui.saveMapButton.enabled = hasMap
         self.ui.screenshotButton.enabled = hasMap
+        self.ui.reportButton.enabled = hasMap
 
     # Model path (bound here, not by the wrapper: see SaliencyMapsParameterNode.modelPath)
 
@@ -577,6 +579,15 @@ class SaliencyMapsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             with slicer.util.tryWithErrorDisplay(_("Failed to save the screenshot."), waitCursor=True):
                 self.logic.captureScreenshot(path)
                 slicer.util.showStatusMessage(_("Saved ") + path, 5000)
+
+    def onReportButton(self) -> None:
+        import qt
+
+        path = qt.QFileDialog.getSaveFileName(slicer.util.mainWindow(), _("Write report"), "saliency_report.pdf", "PDF (*.pdf)")
+        if path:
+            with slicer.util.tryWithErrorDisplay(_("Failed to write the report."), waitCursor=True):
+                written = self.logic.writeReport(self._parameterNode.inputVolume, self._parameterNode.outputVolume, path)
+                slicer.util.showStatusMessage(_("Saved ") + str(written.pdf), 5000)
 
 
 #
@@ -936,6 +947,11 @@ class SaliencyMapsLogic(ScriptedLoadableModuleLogic):
     def saveMap(mapVolume, path):
         """Save a map (NRRD/NIfTI/MHA) with its geometry, and its provenance as ``<path>.json``."""
         return nodes.save_map(mapVolume, path)
+
+    @staticmethod
+    def writeReport(inputVolume, mapVolume, path):
+        """PDF report (and PNG pages) of a map over its input volume: views, parameters, checks, provenance."""
+        return nodes.write_report(inputVolume, mapVolume, path)
 
     @staticmethod
     def captureScreenshot(path):

@@ -309,3 +309,25 @@ def test_estimate_is_shown_and_a_long_run_asks_first(viewer, scan_layer, widget,
     wait_until_done(qtbot, widget)
     assert len(asked) == 2 and len(_results(viewer)) == 1
     assert any("left" in f for f in formats), formats  # the progress bar shows the time left
+
+
+def test_report_button_writes_the_scans_maps_into_one_pdf(viewer, scan_layer, widget, qtbot, tmp_path, monkeypatch):
+    assert widget.report_button.parent() is widget.export_button.parent()
+    widget.set_model(make_net(3))
+    for method in ("vanilla_gradient", "integrated_gradients"):
+        widget.set_method(method)
+        widget.run()
+        wait_until_done(qtbot, widget)
+    pdf = widget.export_report(tmp_path / "report.pdf")
+    pages = sorted(tmp_path.glob("report_page*.png"))
+    assert pdf.stat().st_size > 20_000 and len(pages) >= 4  # title, two maps, appendix
+    import matplotlib.image as mpimg
+
+    assert mpimg.imread(pages[1])[..., :3].std() > 0.05
+    widget.grab().save(str(tmp_path / "widget.png"))
+    # the button's dialog path: the chosen file is written and named in the status line
+    from napari_xai._napari._qt import _dock_widget
+
+    monkeypatch.setattr(_dock_widget.QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(tmp_path / "chosen.pdf"), "")))
+    widget.report_button.click()
+    assert (tmp_path / "chosen.pdf").is_file() and "chosen.pdf" in widget.status.text()

@@ -388,3 +388,21 @@ def test_estimate_parameter_node_before_a_run(module, scene, tmp_path):
     assert (cost.forward_passes, cost.backward_passes, cost.unit) == (61, 0, "volume")
     assert cost.fits and cost.seconds > 0 and "61 forward" in cost.describe()
     assert scene.GetNumberOfNodes() == nodes_before  # an estimate adds nothing to the scene
+
+
+def test_report_of_a_map_volume_matches_the_engine_attribution(module, scene, tmp_path):
+    logic, pn = _occlusion_parameter_node(module, scene, tmp_path)
+    volume = pn.inputVolume
+    pn.method = module.SaliencyMethod["vanilla_gradient"]
+    out, attribution = logic.processParameterNode(pn)
+    from SaliencyMapsLib import nodes
+
+    rebuilt = nodes.attribution_from_map_node(out)
+    np.testing.assert_allclose(rebuilt.values, attribution.values)
+    np.testing.assert_allclose(rebuilt.geometry.origin, attribution.geometry.origin, atol=1e-6)
+    assert rebuilt.params == attribution.params and rebuilt.method == attribution.method
+    written = logic.writeReport(volume, out, tmp_path / "report.pdf")
+    assert written.pdf.stat().st_size > 20_000 and len(written.pages) >= 3
+    with pytest.raises(Exception, match="not a saliency map"):
+        logic.writeReport(volume, volume, tmp_path / "bad.pdf")
+    assert not (tmp_path / "bad.pdf").exists()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from magicgui.widgets import ComboBox, Container, create_widget
 from napari.layers import Image, Labels
@@ -200,6 +200,9 @@ class XAIWidget(QWidget):
         self.export_button = QPushButton("Export PNG…")
         export_layout.addWidget(self.export_layout_combo)
         export_layout.addWidget(self.export_button)
+        self.report_button = QPushButton("Report PDF…")
+        self.report_button.setToolTip("A PDF report (and PNG pages) of the scan with all its visible maps: views, parameters, trust table, provenance.")
+        export_layout.addWidget(self.report_button)
         outer.addWidget(export_box)
         outer.addStretch(1)
 
@@ -221,6 +224,7 @@ class XAIWidget(QWidget):
         self.compare_button.clicked.connect(self.run_compare)
         self.end_compare_button.clicked.connect(lambda: _logic.end_comparison(self.viewer))
         self.export_button.clicked.connect(self._export_dialog)
+        self.report_button.clicked.connect(self._report_dialog)
 
         self._on_method_changed()
         self._reset_layer_choices()
@@ -606,19 +610,32 @@ class XAIWidget(QWidget):
                 return layer
         raise XAIError("There is no saliency layer to export.", "Press Run first, or select a saliency layer.")
 
+    def export_report(self, path: str | os.PathLike, layer: Any = None) -> Path:
+        """Write the report of the scan of ``layer`` (default: as for :meth:`export`) with all its visible maps; returns the PDF."""
+        return _logic.export_report(self.viewer, layer or self._export_layer(), path).pdf
+
+    def _report_dialog(self) -> None:
+        self._save_dialog("Write report", lambda layer: "saliency_report.pdf", "PDF (*.pdf)", "Report", self.export_report)
+
     def _export_dialog(self) -> None:
+        self._save_dialog(
+            "Export figure", lambda layer: f"{layer.name.replace(':', '').replace(' ', '_')}.png", "PNG (*.png);;PDF (*.pdf)", "Figure", self.export
+        )
+
+    def _save_dialog(self, title: str, default_name: Callable[[Any], str], filters: str, what: str, write: Callable[..., Path]) -> None:
+        """Ask for a path and write the selected result there; errors go to the status line, never up to napari."""
         try:
             layer = self._export_layer()
         except XAIError as exc:
             self._fail(exc)
             return
-        path, _ = QFileDialog.getSaveFileName(self, "Export figure", f"{layer.name.replace(':', '').replace(' ', '_')}.png", "PNG (*.png);;PDF (*.pdf)")
+        path, _ = QFileDialog.getSaveFileName(self, title, default_name(layer), filters)
         if not path:
             return
         try:
-            written = self.export(path, layer=layer)
+            written = write(path, layer=layer)
         except Exception as exc:
             self._fail(exc)
             return
-        show_info(f"Figure written to {written}")
-        self.status.setText(f"Figure written to {written}")
+        show_info(f"{what} written to {written}")
+        self.status.setText(f"{what} written to {written}")

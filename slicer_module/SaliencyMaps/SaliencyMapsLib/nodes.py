@@ -237,6 +237,33 @@ def get_provenance(volume_node: Any) -> dict | None:
     return json.loads(text) if text else None
 
 
+def attribution_from_map_node(volume_node: Any):
+    """The :class:`~napari_xai.engine.Attribution` a map volume shows: its voxels, its geometry, its stored provenance.
+
+    Raises
+    ------
+    ImageError
+        The volume is not a map made by this module (no provenance).
+    """
+    from napari_xai.engine import Attribution, ImageError
+
+    provenance = get_provenance(volume_node) if volume_node is not None else None
+    if not provenance:
+        name = volume_node.GetName() if volume_node is not None else "(none)"
+        raise ImageError(f"The volume {name} is not a saliency map made by this module.", "Compute a map with Apply first.")
+    values = np.array(slicer.util.arrayFromVolume(volume_node), dtype=np.float32, copy=True)
+    return Attribution.from_provenance(values, provenance, geometry_from_volume_node(volume_node), name=volume_node.GetName())
+
+
+def write_report(input_volume: Any, map_volume: Any, path: str | os.PathLike):
+    """The PDF report (and PNG pages) of a map over its input volume; returns the engine's ``ReportFiles``."""
+    from napari_xai.engine.report import write_report as engine_write_report
+
+    storage = input_volume.GetStorageNode() if input_volume is not None else None
+    image_path = storage.GetFileName() if storage is not None else None
+    return engine_write_report(scan_from_volume_node(input_volume), [attribution_from_map_node(map_volume)], path, image_path=image_path)
+
+
 # ----------------------------------------------------------------------------
 # Colour tables and display
 # ----------------------------------------------------------------------------
