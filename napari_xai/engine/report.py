@@ -235,7 +235,7 @@ def _method_page(scan: ScanImage, a: Attribution, metrics: dict[str, Any]) -> Fi
     cax.set_ylabel("attribution", fontsize=7.5)
     montage = _axial_montage(scan, a)
     if montage:
-        fig.text(0.06, 0.512, "Axial slices across the map's strongest half", fontsize=9, weight="bold", va="top")
+        fig.text(0.06, 0.512, "Axial slices holding the most attribution", fontsize=9, weight="bold", va="top")
         strip = fig.add_gridspec(1, len(montage), left=0.05, right=0.89, top=0.475, bottom=0.365, wspace=0.04)
         for i, view in enumerate(montage):
             ax = fig.add_subplot(strip[0, i])
@@ -342,16 +342,15 @@ def _views(scan: ScanImage, a: Attribution) -> list[_View]:
 
 
 def _axial_montage(scan: ScanImage, a: Attribution, count: int = 6) -> list[_View]:
-    """``count`` axial slices evenly across the slices where the map reaches half its colour limit (3D only)."""
+    """The ``count`` axial slices holding the most attribution (sum of |map|), in slice order (3D only)."""
     if a.values.ndim != 3:
         return []
     b, spacing = _to_lps(scan.channels_first()[0], scan)
     v, _ = _to_lps(a.values, scan)
-    hi = display_settings(a.values, a.sign).contrast_limits[1]
-    shown = np.flatnonzero((np.abs(v) >= 0.5 * hi).reshape(v.shape[0], -1).any(axis=1))
-    if shown.size == 0:
+    energy = np.abs(v).reshape(v.shape[0], -1).sum(axis=1)
+    if not energy.any():
         return []
-    picks = np.unique(np.linspace(shown.min(), shown.max(), min(count, shown.size)).round().astype(int))
+    picks = np.sort(np.argsort(-energy, kind="stable")[: min(count, int((energy > 0).sum()))])
     return [_View(f"axial {k + 1}/{b.shape[0]}", b[k], v[k], spacing[1], spacing[0], ("A", "P", "R", "L")) for k in picks]
 
 

@@ -36,6 +36,9 @@ METRIC_ORDER = (
     "shortcut_flag",
 )
 
+#: Keys of an evaluation's result that describe the run, not the map (they would clash with table columns).
+_NOT_METRICS = frozenset({"method", "target", "timings", "settings"})
+
 
 def evaluator() -> Callable[..., dict[str, Any]] | None:
     """The engine's ``evaluate`` function, or None where this engine has none."""
@@ -46,17 +49,31 @@ def evaluator() -> Callable[..., dict[str, Any]] | None:
 
 
 def check_metrics(attribution: Attribution) -> dict[str, Any]:
-    """The metrics a method measured during its run, flat (e.g. ``completeness_error``).
+    """The metrics a map already carries, flat: its method's checks and any earlier evaluation.
 
     ``completeness_error`` is ``|sum of the map - (score - baseline score)|``
     over ``|score - baseline score|``, as :func:`napari_xai.engine.explain`
-    records it for integrated gradients and DeepLIFT.
+    records it for integrated gradients and DeepLIFT. An evaluation stored on
+    the map (an ``metrics`` attribute, where the engine keeps one) adds its
+    scalar metrics.
     """
     out: dict[str, Any] = {}
     completeness = attribution.checks.get("completeness")
     if isinstance(completeness, dict) and completeness.get("relative_delta") is not None:
         out["completeness_error"] = float(completeness["relative_delta"])
+    stored = getattr(attribution, "metrics", None)
+    if isinstance(stored, dict):
+        out.update(scalar_metrics(stored))
     return out
+
+
+def scalar_metrics(result: dict[str, Any]) -> dict[str, Any]:
+    """The one-number entries of an evaluation (curves, settings and timings left out), for table cells."""
+    return {
+        k: _plain(v)
+        for k, v in result.items()
+        if k not in _NOT_METRICS and (v is None or isinstance(_plain(v), (bool, int, float)))
+    }
 
 
 def trust_metrics(
@@ -94,7 +111,7 @@ def trust_metrics(
         accepted = inspect.signature(fn).parameters
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
         kwargs = {k: v for k, v in {"mask": mask, **options}.items() if v is not None and (takes_any or k in accepted)}
-        metrics.update(fn(model, image, attribution, **kwargs))
+        metrics.update(scalar_metrics(fn(model, image, attribution, **kwargs)))
     return {k: _plain(v) for k, v in metrics.items()}
 
 
