@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from napari_xai.engine.cli import _parse_param
+from napari_xai.engine.cli import _parse_param, model_options
 from napari_xai.engine.errors import XAIError
 
 from .table import ALL_COLUMNS, COLUMNS
@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", action="store_true", help="LocalCluster workers as threads of this process instead of processes")
     parser.add_argument("--memory-budget-mb", type=int, help="working memory per batch on each worker")
     parser.add_argument("--trust-pickle", action="store_true", help="allow a pickled whole-model file (runs code from the file: only for files you trust)")
+    parser.add_argument("--trust-bundle-code", action="store_true", help="MONAI bundle: run the bundle's own Python modules (only for bundles you trust)")
+    parser.add_argument("--folds", help="nnU-Net folder: fold(s) to use, e.g. 0 or 0,1,2 (default: every fold, averaged)")
+    parser.add_argument("--architecture", action="append", default=[], metavar="MODULE:CLASS", help="allow a weights file's spec to name this architecture (imports MODULE on each worker: only for code you trust; repeatable)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--list-columns", action="store_true", help="describe the table's columns, then exit")
     return parser
@@ -69,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             metrics=not args.no_metrics,
             report=args.report,
             trust_pickle=args.trust_pickle,
+            model_options=model_options(args),
             memory_budget_mb=args.memory_budget_mb,
             scheduler=args.scheduler,
             workers=args.workers,

@@ -106,6 +106,7 @@ def run_cohort(
     report: bool = False,
     spec: str | os.PathLike | None = None,
     trust_pickle: bool = False,
+    model_options: dict[str, Any] | None = None,
     memory_budget_mb: int | None = None,
     scheduler: str | None = None,
     workers: int | None = None,
@@ -136,8 +137,8 @@ def run_cohort(
         Run the engine's evaluation of each map where it exists (the checks are always kept).
     report : bool
         A PDF report per scan.
-    spec, trust_pickle
-        As for :func:`napari_xai.engine.load_model`.
+    spec, trust_pickle, model_options
+        As for :func:`napari_xai.engine.load_model` (``model_options``: its further keywords, e.g. ``folds``).
     memory_budget_mb : int, optional
         Per batch, on each worker.
     scheduler : str, optional
@@ -170,12 +171,13 @@ def run_cohort(
         raise MethodError("No method was chosen.", "Give at least one --method.")
     per_method = method_params(methods, dict(params or {}))
     model_path = str(Path(model).resolve())
-    loaded = load_model(model_path, spec=spec, trust_pickle=trust_pickle)  # fail here, not on every worker
+    options = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in (model_options or {}).items()))
+    loaded = load_model(model_path, spec=spec, trust_pickle=trust_pickle, **dict(options))  # fail here, not on every worker
     out_dir = Path(out).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     done_before: dict[str, list[dict[str, Any]]] = {}
     request = CohortRequest(
-        ModelRef(model_path, str(Path(spec).resolve()) if spec else None, trust_pickle),
+        ModelRef(model_path, str(Path(spec).resolve()) if spec else None, trust_pickle, options),
         loaded.identity,
         tuple(methods),
         per_method,

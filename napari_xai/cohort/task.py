@@ -39,11 +39,16 @@ class ModelRef:
         Spec overriding the sidecar.
     trust_pickle : bool
         Allow a pickled whole-model file.
+    options : tuple of (str, value)
+        Further :func:`~napari_xai.engine.load_model` options (e.g. ``folds``
+        of an nnU-Net folder, ``trust_bundle_code``), as sorted pairs so the
+        reference stays hashable.
     """
 
     path: str
     spec: str | None = None
     trust_pickle: bool = False
+    options: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -147,7 +152,7 @@ def cached_model(ref: ModelRef) -> tuple[Any, bool]:
     if model is not None:
         return model, False
     with _LOAD_LOCK:
-        model = load_model(ref.path, spec=ref.spec, trust_pickle=ref.trust_pickle)
+        model = load_model(ref.path, spec=ref.spec, trust_pickle=ref.trust_pickle, **dict(ref.options))
     with _MODELS_LOCK:
         _MODELS[key] = model
     return model, True

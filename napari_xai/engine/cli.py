@@ -126,12 +126,7 @@ def _run(args: argparse.Namespace) -> int:
         not_dicom = [p for p in images if not is_dicom_series_folder(p)]
         if not_dicom:
             raise ImageError(f"--dicom needs DICOM series folders as --image; {not_dicom[0]} is not one.", "Drop --dicom for NIfTI/NRRD/MHA scans, or give the series folder.")
-    folder_options: dict = {}
-    if args.trust_bundle_code:
-        folder_options["trust_bundle_code"] = True
-    if args.folds:
-        folder_options["folds"] = [f.strip() for f in args.folds.split(",")]
-    model = load_model(model_path, trust_pickle=args.trust_pickle, architectures=args.architecture, **folder_options)
+    model = load_model(model_path, trust_pickle=args.trust_pickle, **model_options(args))
     region = read_image(args.region).array.astype(bool) if args.region else None
     params = dict(args.param)
     out = Path(args.out)
@@ -175,6 +170,18 @@ def _run(args: argparse.Namespace) -> int:
             report = write_report(scan, maps, out / f"{scan.name}_report.pdf", trust=trust, image_path=image_path)
             print(f"{scan.name}: report {report.pdf} ({len(report.pages)} pages)")
     return 0
+
+
+def model_options(args: argparse.Namespace) -> dict[str, Any]:
+    """load_model's options from ``--architecture``, ``--trust-bundle-code`` and ``--folds`` (shared with napari-xai-cohort)."""
+    options: dict[str, Any] = {}
+    if getattr(args, "architecture", None):
+        options["architectures"] = list(args.architecture)
+    if args.trust_bundle_code:
+        options["trust_bundle_code"] = True
+    if args.folds:
+        options["folds"] = [f.strip() for f in args.folds.split(",")]
+    return options
 
 
 def _progress_printer(label: str):
