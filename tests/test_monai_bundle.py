@@ -223,3 +223,13 @@ def test_bundle_explains_a_region_on_a_synthetic_ct(tmp_path, bundle):
     assert attr.model["kind"] == "monai_bundle" and attr.model["spec"]["sliding_window"]["roi_size"] == BUNDLE_ROI
     json.dumps(attr.model)  # provenance stays plain JSON
     assert SYNTHETIC_CT_NAME.startswith("SYNTHETIC")
+
+
+def test_yaml_bundle_config(tmp_path):
+    yaml = pytest.importorskip("yaml")
+    root = write_monai_bundle(tmp_path / "yaml_bundle")
+    config = json.loads((root / "configs" / "inference.json").read_text())
+    (root / "configs" / "inference.json").unlink()
+    (root / "configs" / "inference.yaml").write_text(yaml.safe_dump(config))
+    loaded = load_model(root)
+    assert loaded.extra["config"] == "inference.yaml" and loaded.spec.sliding_window["roi_size"] == BUNDLE_ROI
