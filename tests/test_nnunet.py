@@ -144,7 +144,7 @@ def test_spec_is_nnunets_preprocessing_and_sliding_windows(results):
     assert spec.intensity == {"type": "ct", "lower": p["percentile_00_5"], "upper": p["percentile_99_5"], "mean": p["mean"], "std": p["std"]}
     sw = spec.sliding_window
     assert sw["roi_size"] == NNUNET_PATCH and sw["overlap"] == 0.5 and sw["mode"] == "gaussian" and sw["sigma_scale"] == 0.125
-    assert sw["padding_mode"] == "constant" and sw["cval"] == 0.0
+    assert sw["padding_mode"] == "constant" and sw["cval"] == 0.0 and sw["style"] == "nnunet"
 
 
 def test_ct_normalisation_equals_nnunets():
@@ -263,3 +263,22 @@ def test_cli_explains_with_an_nnunet_fold(tmp_path, results, capsys):
     assert prov["model"]["kind"] == "nnunet" and prov["target"]["label"] == "lesion"
     assert main([*args, "--folds", "x"]) == 2
     assert "not fold numbers" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("shape", [(37, 32, 36), (12, 40, 45)])
+def test_sliding_windows_are_nnunets_predictor(results, shape):
+    """The spec's windows (style "nnunet") blend exactly as nnU-Net's predictor does, also where MONAI would
+    place the windows elsewhere (37 = 16 + 21: nnU-Net starts at 0, 7, 14, 21; MONAI at 0, 8, 16, 21) and where
+    the volume is padded to the patch (12 < 16)."""
+    from napari_xai.engine.sliding_window import plan_windows, sliding_window_forward
+
+    from .nnunet_reference import nnunet_predict, nnunet_steps
+
+    loaded = load_model(results, folds=0)
+    x = _window(5, size=shape)
+    plan = plan_windows(shape, loaded.spec.sliding_window)
+    padded = tuple(max(n, p) for n, p in zip(shape, NNUNET_PATCH))
+    assert sorted({s[0] for s in plan.starts}) == nnunet_steps(padded, NNUNET_PATCH)[0]
+    with torch.no_grad():
+        ours = sliding_window_forward(loaded.module, x, plan)[0]
+    torch.testing.assert_close(ours, nnunet_predict(loaded.module, x[0], NNUNET_PATCH), rtol=1e-4, atol=1e-5)

@@ -20,6 +20,13 @@ Written here rather than calling MONAI so that MONAI stays an optional extra
 and so that the engine can run the same windows one at a time for
 attribution (see ``methods/_windows.py``); ``tests/test_sliding_window.py``
 checks the definition against MONAI's function itself.
+
+With ``style: "nnunet"`` (set by the nnU-Net loader) steps 2 and 3 are
+nnU-Net's predictor instead (``nnunetv2/inference/sliding_window_prediction.py``):
+as many windows per axis as a step of ``roi * (1 - overlap)`` needs, spread
+evenly from the first position to the last, and a Gaussian that peaks on
+voxel ``roi // 2`` and is raised only where it is exactly zero;
+``tests/test_nnunet.py`` checks it against nnU-Net's loop, transcribed.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -114,6 +122,9 @@ def plan_windows(shape: tuple[int, ...], settings: dict[str, Any]) -> WindowPlan
     padded = tuple(max(n, r) for n, r in zip(shape, roi))
     axes = []
     for n, r, o in zip(padded, roi, overlap):
+        if settings.get("style") == "nnunet":
+            axes.append(_nnunet_starts(n, r, 1 - o))
+            continue
         step = r if r == n else max(int(r * (1 - o)), 1)
         count = next((d for d in range(math.ceil(n / step)) if d * step + r >= n), 0) + 1
         axes.append([d * step - max(d * step + r - n, 0) for d in range(count)])
@@ -131,6 +142,8 @@ def importance_map(plan: WindowPlan, device: torch.device | str = "cpu", size: t
     if plan.settings["mode"] == "constant":
         return torch.ones(size, dtype=torch.float32, device=device)
     sigma_scale = _per_axis(plan.settings["sigma_scale"], len(size))
+    if plan.settings.get("style") == "nnunet":
+        return _nnunet_gaussian(size, sigma_scale).to(device)
     weights = None
     for i, (n, s) in enumerate(zip(size, sigma_scale)):
         x = torch.arange(-(n - 1) / 2.0, (n - 1) / 2.0 + 1, dtype=torch.float32, device=device)
@@ -211,6 +224,33 @@ def check_window_output(pred: Any, plan: WindowPlan) -> None:
             "Use sliding_window only for fully convolutional segmentation networks whose output has the input's size; "
             "remove it from the spec otherwise.",
         )
+
+
+def _nnunet_starts(n: int, roi: int, step_fraction: float) -> list[int]:
+    """nnU-Net's ``compute_steps_for_sliding_window`` on one axis: as many windows as a step of
+    ``roi * step_fraction`` needs, spread evenly from 0 to ``n - roi`` (rounded)."""
+    count = int(math.ceil((n - roi) / (roi * step_fraction))) + 1 if n > roi else 1
+    if count == 1:
+        return [0]
+    actual = (n - roi) / (count - 1)
+    return [int(round(actual * i)) for i in range(count)]
+
+
+def _nnunet_gaussian(size: tuple[int, ...], sigma_scale: tuple[float, ...]) -> torch.Tensor:
+    """nnU-Net's ``compute_gaussian``: a delta on voxel ``n // 2`` smoothed by ``scipy.ndimage.gaussian_filter``
+    (sigma ``n * sigma_scale``, truncated at 4 sigma), peak 1, zeros raised to the smallest value.
+
+    nnU-Net scales the peak to 10 and blends in float16 on the GPU; the scale cancels in the blend, and the
+    engine blends in float32.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    delta = np.zeros(size)
+    delta[tuple(n // 2 for n in size)] = 1.0
+    g = gaussian_filter(delta, [n * s for n, s in zip(size, sigma_scale)], 0, mode="constant", cval=0)
+    g = g / g.max()
+    g[g == 0] = g[g > 0].min()
+    return torch.from_numpy(g.astype(np.float32))
 
 
 def _per_axis(value: Any, dim: int) -> tuple[float, ...]:

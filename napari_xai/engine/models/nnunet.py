@@ -24,16 +24,15 @@ the normalisation scheme (``CTNormalization``: clip to the foreground's
 ``ZScoreNormalization``: per image, over the nonzero mask when
 ``use_mask_for_norm``), the patch size, and Gaussian sliding windows with
 nnU-Net's defaults (``tile_step_size`` 0.5, sigma 1/8 of the patch, zero
-padding). Several folds are averaged logit by logit, as
+padding, nnU-Net's window placement and Gaussian: the spec's
+``sliding_window.style`` is ``"nnunet"``). Several folds are averaged logit by logit, as
 ``predict_logits_from_preprocessed_data`` averages them; mirroring test-time
 augmentation (``_internal_maybe_mirror_and_predict``) is optional.
 
 Where the engine differs from nnU-Net, by design: it resamples linearly
 (nnU-Net: third-order spline, nearest along a very anisotropic axis) before
 normalising (nnU-Net normalises first; the two agree except next to the clip
-bounds), it does not crop to the nonzero bounding box, and MONAI's window
-placement (stride ``patch * 0.5``, last window flush with the end) replaces
-nnU-Net's evenly spread windows; both use the same number of windows.
+bounds), and it does not crop to the nonzero bounding box.
 """
 
 from __future__ import annotations
@@ -439,6 +438,7 @@ def nnunet_spec(plans: dict[str, Any], dataset_json: dict[str, Any], configurati
             "sigma_scale": NNUNET_SIGMA_SCALE,
             "padding_mode": "constant",
             "cval": 0.0,
+            "style": "nnunet",
         },
     })
 

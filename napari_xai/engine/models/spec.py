@@ -83,9 +83,12 @@ class ModelSpec:
         ``mode`` (``"constant"`` or ``"gaussian"``; default ``"constant"``),
         ``sigma_scale`` (float or one per axis; default 0.125),
         ``padding_mode`` (``"constant"``, ``"reflect"``, ``"replicate"``,
-        ``"circular"``; default ``"constant"``), ``cval`` (default 0.0) and
-        ``sw_batch_size`` (default 1). Filled in from a MONAI bundle's
-        inferer or an nnU-Net plan's patch size.
+        ``"circular"``; default ``"constant"``), ``cval`` (default 0.0),
+        ``sw_batch_size`` (default 1) and ``style`` (``"monai"``, default, or
+        ``"nnunet"``: nnU-Net's predictor, whose windows are spread evenly
+        between the first and last position and whose Gaussian peaks on the
+        centre voxel and is not clamped; see ``engine/sliding_window.py``).
+        Filled in from a MONAI bundle's inferer or an nnU-Net plan's patch size.
     """
 
     name: str | None = None
@@ -263,8 +266,11 @@ SLIDING_WINDOW_DEFAULTS: dict[str, Any] = {
     "padding_mode": "constant",
     "cval": 0.0,
     "sw_batch_size": 1,
+    "style": "monai",
 }
 SLIDING_WINDOW_MODES = ("constant", "gaussian")
+#: Whose window placement and Gaussian: MONAI's sliding_window_inference, or nnU-Net's predictor.
+SLIDING_WINDOW_STYLES = ("monai", "nnunet")
 SLIDING_WINDOW_PADDING = ("constant", "reflect", "replicate", "circular")
 
 
@@ -316,6 +322,10 @@ def _validated_sliding_window(sw: Any, spatial_dims: int | None) -> dict[str, An
     if out["mode"] not in SLIDING_WINDOW_MODES:
         raise ModelError(
             f"Model spec: sliding_window.mode {out['mode']!r} is unknown.", f"Use one of {', '.join(SLIDING_WINDOW_MODES)}."
+        )
+    if out["style"] not in SLIDING_WINDOW_STYLES:
+        raise ModelError(
+            f"Model spec: sliding_window.style {out['style']!r} is unknown.", f"Use one of {', '.join(SLIDING_WINDOW_STYLES)}."
         )
     if out["padding_mode"] not in SLIDING_WINDOW_PADDING:
         raise ModelError(
