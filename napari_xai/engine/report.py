@@ -40,7 +40,7 @@ from .display import display_settings
 from .errors import ImageError
 from .image import ScanImage
 from .overlay import TRANSPARENT_BELOW, _colormap, _lps_center, _to_lps
-from .trust import check_metrics, format_metric, ordered_names
+from .trust import check_metrics, format_metric, metric_reading, ordered_names
 
 #: A4 portrait, inches.
 PAGE_SIZE = (8.27, 11.69)
@@ -202,9 +202,9 @@ def _title_page(scan: ScanImage, attributions: list[Attribution], rows: list[dic
     ax = fig.add_axes((0.06, 0.06, 0.88, 0.34))
     ax.set_axis_off()
     if names:
-        table_rows = [[n.replace("_", " ")] + [format_metric(r.get(n)) for r in rows] for n in names]
-        widths = (0.34,) + (0.66 / len(rows),) * len(rows)
-        draw_table(ax, table_rows, col_widths=widths, header=["metric"] + [f"#{i + 1} {a.method_title}" for i, a in enumerate(attributions)], fontsize=7.5)
+        table_rows = [[n.replace("_", " "), metric_reading(n)] + [format_metric(r.get(n)) for r in rows] for n in names]
+        widths = (0.3, 0.16) + (0.54 / len(rows),) * len(rows)
+        draw_table(ax, table_rows, col_widths=widths, header=["metric", "reading"] + [f"#{i + 1} {a.method_title}" for i, a in enumerate(attributions)], fontsize=7.5)
     else:
         ax.text(0, 1, _wrap("No trust metrics were measured for these maps. Integrated gradients and DeepLIFT record their completeness; "
                             "the engine's evaluation (deletion, insertion, sanity, localisation) adds the rest where it is installed.", 100),

@@ -25,7 +25,9 @@ METRIC_ORDER = (
     "random_deletion_auc",
     "insertion_auc",
     "random_insertion_auc",
-    "sanity_similarity",
+    "faithfulness_gain",
+    "sanity_similarity_spearman",
+    "sanity_similarity_ssim",
     "sanity_passed",
     "mass_in_mask",
     "pointing_game",
@@ -68,12 +70,36 @@ def check_metrics(attribution: Attribution) -> dict[str, Any]:
 
 
 def scalar_metrics(result: dict[str, Any]) -> dict[str, Any]:
-    """The one-number entries of an evaluation (curves, settings and timings left out), for table cells."""
-    return {
-        k: _plain(v)
-        for k, v in result.items()
-        if k not in _NOT_METRICS and (v is None or isinstance(_plain(v), (bool, int, float)))
-    }
+    """The one-number entries of an evaluation, for table cells.
+
+    Curves, settings and timings are left out; a record of numbers (e.g. the
+    sanity check's ``{"spearman": ..., "ssim": ...}``) gives one entry per
+    number, ``sanity_similarity_spearman``.
+    """
+    out: dict[str, Any] = {}
+    for k, v in result.items():
+        if k in _NOT_METRICS:
+            continue
+        if isinstance(v, dict):
+            out.update({f"{k}_{sub}": _plain(x) for sub, x in v.items() if isinstance(_plain(x), (bool, int, float))})
+        elif v is None or isinstance(_plain(v), (bool, int, float)):
+            out[k] = _plain(v)
+    return out
+
+
+def metric_reading(name: str) -> str:
+    """How to read a metric (``lower is better`` ...), from the engine's metric definitions where it has them."""
+    import importlib
+
+    try:
+        definitions = getattr(importlib.import_module(f"{__package__}.metrics"), "METRICS", {})
+    except ImportError:
+        definitions = {}
+    base = name.removesuffix("_spearman").removesuffix("_ssim")
+    better = getattr(definitions.get(name) or definitions.get(base), "better", None)
+    if name == "completeness_error":
+        better = better or "lower"
+    return {"lower": "lower is better", "higher": "higher is better", "true": "yes is good", "false": "no is good"}.get(str(better).lower(), "")
 
 
 def trust_metrics(
