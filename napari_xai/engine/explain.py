@@ -24,7 +24,7 @@ from .model_space import region_to_model_space, to_model_space, to_scan_grid
 from .models.loading import as_loaded_model
 from .progress import Progress
 from .registry import get_method
-from .targets import resolve_target
+from .targets import ResolvedTarget, resolve_target
 
 
 def explain_iter(
@@ -110,16 +110,26 @@ def explain_iter(
     yield Progress(0, 0, f"{method_spec.title}: preparing")
     device = _module_device(loaded.module)
     x = msi.tensor.to(device)
-    with _eval_mode(loaded.module):
-        output = _forward_once(loaded.module, x)
+
+    def resolver(output: torch.Tensor) -> ResolvedTarget:
+        output = _checked_output(output)
         resolved = resolve_target(output, x, loaded.spec, target, region_model, reduce)
         resolved.score_value = float(resolved.score(output)[0])
+        return resolved
+
+    with _eval_mode(loaded.module):
+        # A one-pass method resolves the target from its own first pass (with
+        # gradients on); every other method gets it from one pass here.
+        resolved = None if method_spec.one_pass else resolver(_forward_once(loaded.module, x))
         if loaded.max_batch is None and loaded.kind == "export":
             loaded.max_batch = _probe_max_batch(loaded.module, x)
-        ctx = MethodContext(loaded, x, resolved, budget)
+        ctx = MethodContext(loaded, x, resolved, budget, resolver=resolver)
         t_method = time.perf_counter()
         values = yield from method_spec.run(ctx, checked)
         t_back = time.perf_counter()
+    if ctx.target is None:  # a one-pass method that never ran the model
+        raise MethodError(f"{method_spec.title} did not run the model.", "Report this as a bug in the method.")
+    resolved = ctx.target
     values = np.asarray(values, dtype=np.float32)
     keep_channels = method_spec.output == "image" and values.ndim == x.ndim - 1 and values.shape[0] > 1
     if values.ndim == x.ndim - 1 and not keep_channels:  # per-channel map: one map on the spatial grid
@@ -226,6 +236,11 @@ def _forward_once(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
         raise
     except Exception as err:  # any failure inside a user's model
         raise model_failure(err, x) from err
+    return _checked_output(output).clone()
+
+
+def _checked_output(output: Any) -> torch.Tensor:
+    """The model's output on the scan, if it is one finite tensor (else a :class:`ModelError`)."""
     if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
         raise ModelError(
             f"The model returns a {type(output).__name__} of {len(output)} outputs.",
@@ -238,7 +253,7 @@ def _forward_once(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
             "The model's output on this image holds NaN or infinite values.",
             "Check the intensity transform in the spec (the model may expect normalised input) and the model itself.",
         )
-    return output.clone()
+    return output
 
 
 def _probe_max_batch(module: nn.Module, x: torch.Tensor) -> int | None:

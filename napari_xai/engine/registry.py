@@ -141,6 +141,11 @@ class MethodSpec:
         One of :data:`OUTPUTS`: ``map`` (an attribution map; a per-channel
         result is summed over channels) or ``image`` (a synthetic image in
         model space, e.g. activation maximisation; channels are kept).
+    one_pass : bool
+        The method's first model call is on the unperturbed input, through
+        ``MethodContext.gradients``, ``.scores`` or ``._layers.activation_and_gradient``,
+        and the target is resolved from that call's output: the engine runs
+        no pass of its own (one forward pass in all for a gradient map).
     """
 
     name: str
@@ -156,6 +161,7 @@ class MethodSpec:
     stochastic: bool = False
     sign_param: str | None = None
     output: str = "map"
+    one_pass: bool = False
 
     def __post_init__(self) -> None:
         # Explicit checks, not asserts: a method registered from outside the

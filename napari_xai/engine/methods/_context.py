@@ -9,14 +9,14 @@ inside the helpers here, around one batch, never across a yield.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 import torch.nn as nn
 
 from ..budget import BatchPlanner, activation_bytes
-from ..errors import MethodError, ModelError
+from ..errors import MethodError, ModelError, XAIError
 from ..models.loading import LoadedModel
 from ..targets import ResolvedTarget
 
@@ -37,19 +37,26 @@ class MethodContext:
         The model (in eval mode for the run).
     x : torch.Tensor
         Model-space input ``(1, C, *spatial)`` on the model's device.
-    target : ResolvedTarget
-        Turns model output into one score per sample.
+    target : ResolvedTarget or None
+        Turns model output into one score per sample. None for a one-pass
+        method (``MethodSpec.one_pass``): the target is then resolved by
+        ``resolver`` from the output of the method's own first pass
+        (:meth:`resolve_from`), so that no separate forward pass is run.
     budget_mb : int
         Memory budget for one batch.
     checks : dict
         Where a method records axiom checks (e.g. completeness) for provenance.
+    resolver : callable, optional
+        ``resolver(output) -> ResolvedTarget`` for an unresolved target; it
+        checks the output and records the score on the unperturbed input.
     """
 
     model: LoadedModel
     x: torch.Tensor
-    target: ResolvedTarget
+    target: ResolvedTarget | None
     budget_mb: int
     checks: dict[str, Any] = field(default_factory=dict)
+    resolver: Callable[[torch.Tensor], ResolvedTarget] | None = None
     _activation_bytes: int | None = None
 
     @property
@@ -72,10 +79,34 @@ class MethodContext:
         per_sample = self._activation_bytes * (GRADIENT_MEMORY_FACTOR if gradients else 1) + 2 * self.x.numel() * self.x.element_size()
         return BatchPlanner(per_sample, self.budget_mb, self.model.max_batch)
 
+    def resolve_from(self, output: torch.Tensor) -> ResolvedTarget:
+        """The target, resolved from ``output`` (the model's output on ``x``) when it is not yet known."""
+        if self.target is None:
+            assert self.resolver is not None, "an unresolved target needs a resolver"
+            self.target = self.resolver(output.detach() if isinstance(output, torch.Tensor) else output)
+        return self.target
+
+    def forward(self, xb: torch.Tensor) -> torch.Tensor:
+        """The model's output on a batch; a model that raises becomes a :class:`ModelError`.
+
+        The first pass of a one-pass method (target still unresolved) is the
+        run's pass on the unperturbed input, and its failures are reported
+        like the engine's own first pass.
+        """
+        if self.target is not None:
+            return self.module(xb)
+        try:
+            return self.module(xb)
+        except XAIError:
+            raise
+        except Exception as err:  # any failure inside a user's model
+            raise model_failure(err, xb) from err
+
     def scores(self, xb: torch.Tensor) -> torch.Tensor:
         """Target scores ``(N,)`` for a batch, without autograd."""
         with torch.inference_mode():
-            return self.target.score(self.module(xb)).float()
+            out = self.forward(xb)
+            return self.resolve_from(out).score(out).float()
 
     def gradients(self, xb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Gradients of the target score w.r.t. each input of a batch, and the scores.
@@ -86,8 +117,10 @@ class MethodContext:
             The score does not depend differentiably on the input.
         """
         with torch.enable_grad():
-            xg = xb.detach().clone().requires_grad_(True)
-            score = self.target.score(self.module(xg))
+            # a leaf that requires grad; x itself is never modified (detach shares storage, no copy)
+            xg = xb.detach().requires_grad_(True)
+            out = self.forward(xg)
+            score = self.resolve_from(out).score(out)
             if not score.requires_grad:
                 raise not_differentiable()
             (grad,) = torch.autograd.grad(score.sum(), xg, allow_unused=True)

@@ -62,17 +62,30 @@ def find_cam_layer(ctx: MethodContext, requested: str) -> str:
 
 
 @contextlib.contextmanager
-def capture_activation(layer: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
-    """Record the layer's output of the next forward pass in ``store['activation']``."""
+def capture_activation(layer: nn.Module, leaf: bool = False) -> Iterator[dict[str, torch.Tensor]]:
+    """Record the layer's output of the next forward pass in ``store['activation']``.
+
+    With ``leaf`` the layer's output is replaced by a detached copy-free leaf
+    that requires grad, and grad mode is switched on from there: run the
+    forward under ``torch.no_grad()`` and only the part of the network after
+    the layer builds an autograd graph, so a backward stops at the layer.
+    """
     store: dict[str, torch.Tensor] = {}
 
-    def hook(_m: nn.Module, _i: object, out: object) -> None:
+    def hook(_m: nn.Module, _i: object, out: object) -> torch.Tensor | None:
         if not isinstance(out, torch.Tensor):
             raise MethodError(
                 f"The chosen layer returns a {type(out).__name__}, not a tensor.",
                 "Choose a layer whose output is one feature map tensor (e.g. a convolution or activation).",
             )
-        store["activation"] = out
+        if not leaf:
+            store["activation"] = out
+            return None
+        torch.set_grad_enabled(True)  # thread-local; the caller restores it after the pass
+        store["activation"] = out.detach().requires_grad_(True)
+        # the network goes on from a copy, so that an in-place op after the layer
+        # (ReLU(inplace=True)) neither fails on the leaf nor changes the activation read
+        return store["activation"].clone()
 
     handle = layer.register_forward_hook(hook)
     try:
@@ -89,10 +102,22 @@ def activation_and_gradient(ctx: MethodContext, name: str) -> tuple[torch.Tensor
     MethodError
         The score does not depend differentiably on the layer.
     """
-    with capture_activation(ctx.model.get_layer(name)) as store, torch.enable_grad():
-        score = ctx.target.score(ctx.module(ctx.x.detach().clone().requires_grad_(True)))
+    # Only the network after the layer needs a graph: the pass runs without
+    # autograd up to the layer, whose output becomes the leaf the gradient
+    # is taken for (the backward never runs below the layer).
+    with capture_activation(ctx.model.get_layer(name), leaf=True) as store, torch.no_grad():
+        try:
+            out = ctx.forward(ctx.x)
+        finally:
+            torch.set_grad_enabled(False)  # undo the hook's switch; the with block restores the caller's mode
+        if "activation" not in store:
+            raise MethodError(f"The layer {name!r} was not run by the model's forward pass.", "Choose a layer the model uses.")
+        score = ctx.resolve_from(out).score(out)
         act = store["activation"]
-        if not score.requires_grad or not act.requires_grad:
+        if not score.requires_grad:
             raise not_differentiable()
-        (grad,) = torch.autograd.grad(score.sum(), act)
+        with torch.enable_grad():
+            (grad,) = torch.autograd.grad(score.sum(), act, allow_unused=True)
+        if grad is None:
+            raise not_differentiable()
     return act.detach(), grad.detach(), score.detach()

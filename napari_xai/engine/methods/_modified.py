@@ -110,7 +110,8 @@ def relu_rule_gradients(ctx: MethodContext, clone: nn.Module, xb: torch.Tensor, 
     fn = RELU_RULES[rule]
     with output_hooks(clone, (nn.ReLU,), lambda _m, i, o: fn.apply(i, o)), torch.enable_grad():
         xg = xb.detach().clone().requires_grad_(True)
-        score = ctx.target.score(clone(xg))
+        out = clone(xg)  # the same forward as the model's: a one-pass method's target is resolved from it
+        score = ctx.resolve_from(out).score(out)
         if not score.requires_grad:
             raise not_differentiable()
         (grad,) = torch.autograd.grad(score.sum(), xg, allow_unused=True)

@@ -25,7 +25,8 @@ from ._supervoxels import SEGMENTATIONS, supervoxels
 SUPERVOXEL_PARAMS = (
     ParamSpec("segmentation", str, "slic", "Supervoxels: slic (intensity-aware over-segmentation) or grid (regular cells).", choices=SEGMENTATIONS),
     ParamSpec("cell", int, 8, "Grid segmentation: cell edge in voxels of the model grid (or one per axis, z y x).", min=1, max=512, per_axis=True),
-    ParamSpec("n_segments", int, 100, "SLIC: approximate number of supervoxels (scikit-image's default 100).", min=2, max=20000),
+    # 50, not scikit-image's 100: the samples a stable fit needs grow with the supervoxels, one forward pass each
+    ParamSpec("n_segments", int, 50, "SLIC: approximate number of supervoxels (scikit-image: 100); more needs more samples.", min=2, max=20000),
     ParamSpec("compactness", float, 0.1, "SLIC: weight of position against intensity (intensities rescaled to [0, 1]); higher gives more cubic supervoxels.", min=1e-4, max=100.0),
     ParamSpec("baseline", str, "zeros", "What a switched-off supervoxel becomes: zeros, the scan's min or mean, or a blurred copy.", choices=BASELINES),
     ParamSpec("blur_sigma", float, 5.0, "Baseline 'blur': Gaussian sigma in voxels of the model grid.", min=0.0, max=1000.0),

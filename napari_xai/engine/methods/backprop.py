@@ -65,6 +65,7 @@ INPUT_X_GRADIENT = register_method(
         model_agnostic=False,
         params=(),
         run=_input_x_gradient,
+        one_pass=True,
     )
 )
 
@@ -81,6 +82,7 @@ GUIDED_BACKPROP = register_method(
         model_agnostic=False,
         params=(ParamSpec("absolute", bool, False, "Absolute value of the map; off keeps its sign."),),
         run=_relu_rule_run("guided", "Guided Backprop"),
+        one_pass=True,
         sign_param="absolute",
     )
 )
@@ -97,6 +99,7 @@ DECONVNET = register_method(
         model_agnostic=False,
         params=(ParamSpec("absolute", bool, False, "Absolute value of the map; off keeps its sign."),),
         run=_relu_rule_run("deconv", "DeconvNet"),
+        one_pass=True,
         sign_param="absolute",
     )
 )

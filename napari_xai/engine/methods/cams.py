@@ -195,6 +195,7 @@ CAM = register_method(
         model_agnostic=False,
         params=(LAYER_PARAM,),
         run=_cam,
+        one_pass=True,
     )
 )
 
@@ -211,6 +212,7 @@ GRAD_CAM_PP = register_method(
         model_agnostic=False,
         params=(LAYER_PARAM, ParamSpec("relu", bool, True, "Keep only positive evidence, as in the paper; off keeps the signed map.")),
         run=_grad_cam_pp,
+        one_pass=True,
         sign_param="relu",
     )
 )
@@ -250,5 +252,6 @@ GUIDED_GRAD_CAM = register_method(
         model_agnostic=False,
         params=(LAYER_PARAM,),
         run=_guided_grad_cam,
+        one_pass=True,
     )
 )

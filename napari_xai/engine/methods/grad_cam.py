@@ -67,6 +67,7 @@ SPEC = register_method(
             ParamSpec("relu", bool, True, "Keep only positive evidence, as in the paper; off keeps the signed map."),
         ),
         run=_run,
+        one_pass=True,
         sign_param="relu",
     )
 )

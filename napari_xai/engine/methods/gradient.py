@@ -39,6 +39,7 @@ SPEC = register_method(
             ParamSpec("absolute", bool, True, "Absolute value of the gradient, as in the paper; off keeps its sign."),
         ),
         run=_run,
+        one_pass=True,
         sign_param="absolute",
     )
 )

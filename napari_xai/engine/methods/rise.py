@@ -106,7 +106,9 @@ SPEC = register_method(
         sign="signed",
         model_agnostic=True,
         params=(
-            ParamSpec("n_masks", int, 4000, "Random masks (the paper: 4000-8000); more gives a smoother, steadier map.", min=1, max=1_000_000),
+            # 250, not the paper's 4000-8000 (2D images): one forward pass each, and 4000 take over 6 minutes
+            # on the sample 3D model on a 2-core CPU; see benchmarks/README.md
+            ParamSpec("n_masks", int, 250, "Random masks (the paper: 4000-8000 on 2D images); more gives a smoother, steadier map but costs one forward pass each.", min=1, max=1_000_000),
             ParamSpec("grid", int, 7, "Cells of the low-resolution mask per axis (the paper's s = 7), or one per axis (z y x).", min=1, max=512, per_axis=True),
             ParamSpec("p", float, 0.5, "Probability that a cell is kept (the paper's p = 0.5).", min=0.01, max=0.99),
             ParamSpec("baseline", str, "zeros", "What masked-out voxels become: zeros (the paper), the scan's min or mean, or a blurred copy.", choices=BASELINES),
