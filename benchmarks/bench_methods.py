@@ -1,121 +1,236 @@
-"""Speed and peak memory of napari-xai's methods against Captum, same model, input and settings, same run.
+"""Speed of napari-xai's methods against their anchors (Captum, MONAI), same model, input and settings, one run.
 
-    python benchmarks/bench_methods.py [--repeat 3] [--threads 2]
+    python benchmarks/bench_methods.py [--threads 2] [--repeat 2] [--only NAME ...] [--captum-full]
 
-Each (implementation, method) pair runs in its own subprocess so that peak
-resident memory (``ru_maxrss``) is its own; the subprocess also measures a
-baseline after loading the model, and the report gives the peak above that.
-Times are the best of ``--repeat`` runs after one warm-up. The floor for
-forward-only methods is (forward passes needed) x (per-sample forward time at
-the best batch size), printed as well. Results are a ratio, ours / Captum:
-below 1 is faster.
+Rows (see benchmarks/README.md for the last results):
+
+- ``occlusion_plain``: a plain 3D CNN (conv / BatchNorm / ReLU / max pool,
+  global head) at 40 x 48 x 40, 4^3 windows at stride 4 (1200 windows):
+  napari-xai's incremental occlusion against Captum ``Occlusion``
+  (``perturbations_per_eval=32``) and MONAI ``OcclusionSensitivity``
+  (overlap 0, the same grid); the maps are compared too.
+- ``occlusion_densenet``: MONAI DenseNet-121 3D at 64^3, 8^3 windows at
+  stride 8 (512 windows): the replay of one batch of 32 windows against 32
+  full forward passes (one batch of Captum's; both methods' cost is 16 such
+  batches), unless ``--captum-full`` (both full runs).
+- ``vanilla_gradient``, ``grad_cam``: DenseNet-121 3D at 64^3, against the
+  floor (one forward with gradients plus ``torch.autograd.grad``; for
+  Grad-CAM one forward without gradients) and Captum ``Saliency`` /
+  ``LayerGradCam`` on the same layer.
+- ``integrated_gradients``: the sample 3D classifier, 32 Gauss-Legendre
+  steps, against Captum ``IntegratedGradients`` at its best
+  ``internal_batch_size`` (of 1, 4, 8, 16, 32) and the floor (32 x one forward
+  and backward at the best batch size).
+
+Times are the best of ``--repeat`` runs after a warm-up. Ratios are ours /
+anchor (below 1 is faster).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import resource
-import subprocess
-import sys
 import time
+from typing import Callable
 
-CASES = {
-    # method: (our params, Captum call builder name)
-    "vanilla_gradient": {"absolute": True},
-    "integrated_gradients": {"steps": 32, "rule": "gausslegendre"},
-    "grad_cam": {"relu": True},
-    "occlusion": {"window": 12, "stride": 12, "baseline": "zeros"},
-}
+import numpy as np
+import torch
+import torch.nn as nn
 
 
-def run_one(impl: str, method: str, repeat: int, threads: int) -> dict:
-    import torch
+def best_time(fn: Callable[[], object], repeat: int) -> tuple[float, object]:
+    out = fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), out
 
-    torch.set_num_threads(threads)
+
+def plain_cnn() -> nn.Module:
+    torch.manual_seed(0)
+
+    def block(i: int, o: int) -> list[nn.Module]:
+        return [nn.Conv3d(i, o, 3, padding=1, bias=False), nn.BatchNorm3d(o), nn.ReLU(inplace=True)]
+
+    net = nn.Sequential(
+        *block(1, 8), *block(8, 8), nn.MaxPool3d(2),
+        *block(8, 16), *block(16, 16), nn.MaxPool3d(2),
+        *block(16, 32), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(32, 2),
+    )
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm3d):
+                m.running_var.uniform_(0.5, 1.5)
+    return net.eval()
+
+
+def densenet() -> nn.Module:
+    from monai.networks.nets import DenseNet121
+
+    torch.manual_seed(0)
+    return DenseNet121(spatial_dims=3, in_channels=1, out_channels=2).eval()
+
+
+def forward_floor(net: nn.Module, x: torch.Tensor, sizes=(1, 4, 16, 32)) -> float:
+    best = float("inf")
+    with torch.inference_mode():
+        for bs in sizes:
+            xb = x.repeat(bs, *([1] * (x.ndim - 1)))
+            net(xb)
+            t0 = time.perf_counter()
+            net(xb)
+            best = min(best, (time.perf_counter() - t0) / bs)
+    return best
+
+
+def row(name: str, ours: float, anchor_name: str, anchor: float, floor: float | None = None, note: str = "") -> dict:
+    r = {"row": name, "ours_s": ours, "anchor": anchor_name, "anchor_s": anchor, "ratio": ours / anchor, "floor_s": floor, "note": note}
+    fl = f"{floor:8.2f}" if floor is not None else "       -"
+    rf = f"{ours / floor:6.2f}" if floor is not None else "     -"
+    print(f"{name:22s} {ours:8.2f} {anchor_name:34s} {anchor:8.2f} {ours / anchor:6.2f} {fl} {rf}  {note}", flush=True)
+    return r
+
+
+def occlusion_plain(repeat: int, captum_full: bool) -> list[dict]:
+    from captum.attr import Occlusion
+    from monai.visualize import OcclusionSensitivity
+
+    from napari_xai.engine import explain
+
+    net = plain_cnn()
+    image = np.random.default_rng(0).normal(size=(40, 48, 40)).astype(np.float32)
+    x = torch.from_numpy(image)[None, None]
+    ours_t, a = best_time(lambda: explain(net, image, "occlusion", target=1, window=4, stride=4), repeat)
+    cap_t, ref = best_time(
+        lambda: Occlusion(net).attribute(x, sliding_window_shapes=(1, 4, 4, 4), strides=(1, 4, 4, 4), target=1, baselines=0.0, perturbations_per_eval=32),
+        1,
+    )
+    diff = float(np.abs(a.values - ref[0, 0].numpy()).max())
+    floor = 1200 * forward_floor(net, x)
+    out = [row("occlusion plain 3D", ours_t, "Captum Occlusion (ppe 32)", cap_t, floor, f"max |ours - Captum| {diff:.2g}; {a.checks['occlusion']['ops_run_in_full']} in full")]
+    occ = OcclusionSensitivity(net, mask_size=4, overlap=0.0, n_batch=32, mode=0.0, activate=False, verbose=False)
+    mon_t, (mon, _) = best_time(lambda: occ(x), 1)
+    # MONAI's map is the occluded score itself; ours is f(x) - that
+    with torch.no_grad():
+        f_x = float(net(x)[0, 1])
+    diff_m = float(np.abs(a.values - (f_x - mon[0, 1].detach().numpy())).max())
+    out.append(row("occlusion plain 3D", ours_t, "MONAI OcclusionSensitivity", mon_t, floor, f"max |ours - MONAI| {diff_m:.2g}"))
+    return out
+
+
+def occlusion_densenet(repeat: int, captum_full: bool) -> list[dict]:
+    """Per batch of 32 windows (a full run is 16 such batches plus one recorded pass), unless ``--captum-full``."""
+    from captum.attr import Occlusion
+
+    from napari_xai.engine import explain
+    from napari_xai.engine.methods import _incremental
+
+    net = densenet()
+    image = np.random.default_rng(1).normal(size=(64, 64, 64)).astype(np.float32)
+    x = torch.from_numpy(image)[None, None]
+    if captum_full:
+        ours_t, a = best_time(lambda: explain(net, image, "occlusion", target=1, window=8, stride=8), 0)
+        cap_t, ref = best_time(
+            lambda: Occlusion(net).attribute(x, sliding_window_shapes=(1, 8, 8, 8), strides=(1, 8, 8, 8), target=1, baselines=0.0, perturbations_per_eval=32), 0
+        )
+        note = f"full run; max |ours - Captum| {float(np.abs(a.values - ref[0, 0].numpy()).max()):.2g}"
+        return [row("occlusion DenseNet-121", ours_t, "Captum Occlusion (ppe 32)", cap_t, 512 * forward_floor(net, x, sizes=(1, 8)), note)]
+    tape, _, _ = _incremental.record(net, x)
+    rng = np.random.default_rng(0)
+    starts = [tuple(int(v) * 8 for v in rng.integers(0, 8, 3)) for _ in range(32)]
+    boxes = [tuple((s, s + 8) for s in st) for st in starts]
+    crop = torch.zeros(32, 1, 8, 8, 8)
+    xb = x.repeat(32, 1, 1, 1, 1)
+    for i, st in enumerate(starts):
+        xb[(i, slice(None)) + tuple(slice(s, s + 8) for s in st)] = 0.0
+
+    def full():
+        with torch.inference_mode():
+            return net(xb)
+
+    ours_t, got = best_time(lambda: tape.replay(boxes, crop), repeat)
+    cap_t, want = best_time(full, repeat)
+    err = float((got - want).abs().max())
+    return [row("occlusion DenseNet-121", ours_t, "32 full forwards (Captum's batch)", cap_t, None, f"per batch of 32 windows; max diff {err:.2g}; {tape.spread_ops // repeat} ops on full maps")]
+
+
+def one_pass(repeat: int, captum_full: bool) -> list[dict]:
+    from captum.attr import LayerAttribution, LayerGradCam, Saliency
+
+    from napari_xai.engine import explain
+
+    net = densenet()
+    image = np.random.default_rng(2).normal(size=(64, 64, 64)).astype(np.float32)
+    x = torch.from_numpy(image)[None, None]
+
+    def grad_floor():
+        xg = x.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(net(xg)[0, 1], xg)
+        return g
+
+    floor_t, _ = best_time(grad_floor, repeat)
+    ours_t, _ = best_time(lambda: explain(net, image, "vanilla_gradient", target=1), repeat)
+    cap_t, _ = best_time(lambda: Saliency(net).attribute(x, target=1, abs=True), repeat)
+    out = [row("vanilla gradient", ours_t, "Captum Saliency", cap_t, floor_t, "floor: forward + autograd.grad")]
+    layer = "class_layers.relu"
+
+    def fwd():
+        with torch.no_grad():
+            return net(x)
+
+    fwd_t, _ = best_time(fwd, repeat)
+    ours_t, _ = best_time(lambda: explain(net, image, "grad_cam", target=1, layer=layer), repeat)
+
+    def captum_cam():
+        cam = LayerGradCam(net, net.get_submodule(layer)).attribute(x, target=1)
+        return LayerAttribution.interpolate(cam, x.shape[2:], interpolate_mode="trilinear")
+
+    cap_t, _ = best_time(captum_cam, repeat)
+    out.append(row("Grad-CAM", ours_t, "Captum LayerGradCam", cap_t, fwd_t, "floor: one forward without gradients"))
+    return out
+
+
+def integrated_gradients(repeat: int, captum_full: bool) -> list[dict]:
+    from captum.attr import IntegratedGradients
+
     from napari_xai.engine import explain
     from napari_xai.engine.model_space import to_model_space
     from napari_xai.samples import load_lesion_classifier, load_sample_scan
 
-    model = load_lesion_classifier()
-    scan = load_sample_scan()
+    model, scan = load_lesion_classifier(), load_sample_scan()
     x = to_model_space(scan, model.spec).tensor
-    net = model.module
-    params = CASES[method]
-    with torch.no_grad():
-        target = int(net(x).argmax())
-    baseline_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-    def ours():
-        return explain(model, scan, method, target=target, **params).values
-
-    def captum():
-        from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Occlusion, Saliency
-
-        if method == "vanilla_gradient":
-            return Saliency(net).attribute(x, target=target, abs=True)
-        if method == "integrated_gradients":
-            return IntegratedGradients(net).attribute(x, target=target, n_steps=params["steps"], internal_batch_size=params["steps"])
-        if method == "grad_cam":
-            layer = net.get_submodule(model.spec.cam_layer)
-            cam = LayerGradCam(net, layer).attribute(x, target=target)
-            return LayerAttribution.interpolate(cam, x.shape[2:], interpolate_mode="trilinear")
-        w, s = params["window"], params["stride"]
-        return Occlusion(net).attribute(x, sliding_window_shapes=(1, w, w, w), strides=(1, s, s, s), target=target, baselines=0.0, perturbations_per_eval=16)
-
-    fn = ours if impl == "napari-xai" else captum
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
+    net = model.module.eval()
+    ours_t, a = best_time(lambda: explain(model, scan, "integrated_gradients", target=1, steps=32), repeat)
+    best = (float("inf"), 0)
+    for ibs in (1, 4, 8, 16, 32):
+        t, _ = best_time(lambda: IntegratedGradients(net).attribute(x, target=1, n_steps=32, internal_batch_size=ibs), 1)
+        best = min(best, (t, ibs))
+    per = float("inf")
+    for bs in (1, 4, 8):
+        xb = x.repeat(bs, 1, 1, 1, 1).requires_grad_(True)
         t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    out = {"impl": impl, "method": method, "seconds": min(times), "peak_mb_above_model": (peak_kb - baseline_kb) / 1024}
-    if method == "occlusion":
-        with torch.inference_mode():
-            best = None
-            for bs in (1, 4, 16, 32):
-                xb = x.repeat(bs, 1, 1, 1, 1)
-                net(xb)
-                t0 = time.perf_counter()
-                net(xb)
-                per = (time.perf_counter() - t0) / bs
-                best = per if best is None else min(best, per)
-        from napari_xai.engine.methods.occlusion import window_starts
+        torch.autograd.grad(net(xb)[:, 1].sum(), xb)
+        per = min(per, (time.perf_counter() - t0) / bs)
+    err = a.checks["completeness"]["relative_delta"]
+    return [row("integrated gradients 32", ours_t, f"Captum IG (internal batch {best[1]})", best[0], 32 * per, f"completeness error {err:.2%}")]
 
-        n = len(window_starts(tuple(x.shape[2:]), (params["window"],) * 3, (params["stride"],) * 3))
-        out["floor_seconds"] = n * best
-    return out
+
+ROWS = {"occlusion_plain": occlusion_plain, "occlusion_densenet": occlusion_densenet, "one_pass": one_pass, "integrated_gradients": integrated_gradients}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--one", nargs=2, metavar=("IMPL", "METHOD"), help=argparse.SUPPRESS)
+    parser.add_argument("--only", nargs="+", choices=sorted(ROWS))
+    parser.add_argument("--captum-full", action="store_true", help="run Captum's DenseNet occlusion in full (about 512 forward passes)")
     args = parser.parse_args()
-    if args.one:
-        print(json.dumps(run_one(args.one[0], args.one[1], args.repeat, args.threads)))
-        return
-    rows = []
-    for method in CASES:
-        pair = {}
-        for impl in ("napari-xai", "captum"):
-            res = subprocess.run(
-                [sys.executable, __file__, "--one", impl, method, "--repeat", str(args.repeat), "--threads", str(args.threads)],
-                capture_output=True, text=True, check=True,
-            )
-            pair[impl] = json.loads(res.stdout.strip().splitlines()[-1])
-        rows.append((method, pair))
-    print(f"{'method':22s} {'ours s':>8s} {'captum s':>9s} {'ratio':>6s} {'ours MB':>8s} {'captum MB':>10s} {'floor s':>8s}")
-    for method, pair in rows:
-        o, c = pair["napari-xai"], pair["captum"]
-        floor = f"{o['floor_seconds']:.2f}" if "floor_seconds" in o else "-"
-        print(
-            f"{method:22s} {o['seconds']:8.3f} {c['seconds']:9.3f} {o['seconds'] / c['seconds']:6.2f} "
-            f"{o['peak_mb_above_model']:8.0f} {c['peak_mb_above_model']:10.0f} {floor:>8s}"
-        )
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {args.threads} threads, device cpu")
+    print(f"{'row':22s} {'ours s':>8s} {'anchor':34s} {'anchor s':>8s} {'ratio':>6s} {'floor s':>8s} {'/floor':>6s}")
+    for name in args.only or ROWS:
+        ROWS[name](args.repeat, args.captum_full)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn as nn
 from safetensors.torch import save_file
 
 from napari_xai.engine import ModelError, ModelSpec, UntrustedModelError, explain, load_model, register_architecture
@@ -182,3 +183,20 @@ def test_registered_architecture_resolves():
 
     assert resolve_architecture("lesion_classifier_3d") is LesionClassifier3D
     assert resolve_architecture("tests.conftest:SmallNet") is SmallNet
+
+
+def test_weights_identity_cache_sees_every_kind_of_weight_change():
+    from napari_xai.engine.models.loading import weights_identity
+
+    net = nn.Sequential(nn.Conv3d(1, 2, 3), nn.BatchNorm3d(2))
+    first = weights_identity(net)
+    assert weights_identity(net) == first  # cached
+    with torch.no_grad():
+        net[0].weight.add_(1.0)  # in place: the version counter moves
+    second = weights_identity(net)
+    assert second != first
+    net[0].weight.data.mul_(2.0)  # through .data: no version change, caught by the value probe
+    third = weights_identity(net)
+    assert third not in (first, second)
+    net.load_state_dict(nn.Sequential(nn.Conv3d(1, 2, 3), nn.BatchNorm3d(2)).state_dict())
+    assert weights_identity(net) not in (first, second, third)

@@ -107,7 +107,8 @@ def test_map_method_runs_and_leaves_the_model_untouched(method, dim, task):
     if method in STOCHASTIC:
         again = explain(net, img, method, target=1, **kwargs, **STOCHASTIC[method])
         other = explain(net, img, method, target=1, seed=7, **kwargs, **STOCHASTIC[method])
-        np.testing.assert_array_equal(a.values, again.values)
+        # same seed, same map; batch sizes follow the clock, and a convolution's round-off depends on its batch size
+        np.testing.assert_allclose(a.values, again.values, rtol=1e-5, atol=1e-7)
         assert not np.allclose(a.values, other.values)
 
 

@@ -422,3 +422,22 @@ def test_mask_method_refuses_a_perturbation_that_changes_nothing():
     flat = np.full_like(image, 0.7)
     with pytest.raises(MethodError, match="does not change the target score"):
         explain(net, flat, "meaningful_perturbation", target=1, perturbation="constant", iterations=2)
+
+
+def test_hipe_finds_full_occlusions_top_cell_with_5x_fewer_passes_on_the_2d_sample():
+    """On the 2D sample model, HiPe's top finest cell is the top cell of full occlusion at that cell size.
+
+    The 3D sample models are measured the same way in ``benchmarks/bench_hipe.py`` (too slow for a unit test).
+    """
+    import importlib.util
+    from pathlib import Path
+
+    from napari_xai.samples import load_lesion_classifier_2d, load_sample_scan_axial
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_hipe.py"
+    spec = importlib.util.spec_from_file_location("bench_hipe", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    r = bench.compare(load_lesion_classifier_2d(), load_sample_scan_axial(), 2, memory_budget_mb=64)
+    assert r["same_top_cell"]
+    assert r["occlusion_passes"] >= 5 * r["hipe_passes"]

@@ -112,11 +112,11 @@ def activation_and_gradient(ctx: MethodContext, name: str) -> tuple[torch.Tensor
             torch.set_grad_enabled(False)  # undo the hook's switch; the with block restores the caller's mode
         if "activation" not in store:
             raise MethodError(f"The layer {name!r} was not run by the model's forward pass.", "Choose a layer the model uses.")
-        score = ctx.resolve_from(out).score(out)
         act = store["activation"]
-        if not score.requires_grad:
-            raise not_differentiable()
         with torch.enable_grad():
+            score = ctx.resolve_from(out).score(out)
+            if not score.requires_grad:
+                raise not_differentiable()
             (grad,) = torch.autograd.grad(score.sum(), act, allow_unused=True)
         if grad is None:
             raise not_differentiable()

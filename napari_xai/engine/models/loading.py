@@ -15,6 +15,7 @@ import os
 import pickle
 import pickletools
 import threading
+import weakref
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -99,14 +100,50 @@ class LoadedModel:
             ) from None
 
 
+#: module -> (state key, digest): hashing a large network's weights on every run costs
+#: a tenth of a second or more, while the key below costs microseconds.
+_IDENTITY_CACHE: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple, str]]" = weakref.WeakKeyDictionary()
+_IDENTITY_LOCK = threading.Lock()
+
+
 def weights_identity(module: nn.Module) -> str:
-    """SHA-256 (hex) over the module's state dict names and tensor bytes."""
+    """SHA-256 (hex) over the module's state dict names and tensor bytes.
+
+    Cached per module; the cache is keyed by each tensor's name, storage,
+    shape, version counter (which every in-place change, e.g. an optimiser
+    step or ``load_state_dict``, increments) and first, middle and last
+    values (an edit through ``.data`` bypasses the version counter), so a
+    changed weight is hashed again.
+    """
+    state = module.state_dict(keep_vars=True)
+
+    def probe(v: torch.Tensor) -> tuple:
+        flat = v.detach().reshape(-1)
+        return tuple(flat[[0, flat.numel() // 2, -1]].tolist()) if flat.numel() else ()
+
+    key = tuple(
+        (k, v.data_ptr(), tuple(v.shape), v._version, str(v.dtype), probe(v)) if isinstance(v, torch.Tensor) else (k, repr(v))
+        for k, v in state.items()
+    )
+    try:
+        with _IDENTITY_LOCK:
+            hit = _IDENTITY_CACHE.get(module)
+    except TypeError:  # a module that cannot be weakly referenced
+        hit = None
+    if hit is not None and hit[0] == key:
+        return hit[1]
     digest = hashlib.sha256()
-    for key, value in module.state_dict().items():
-        digest.update(key.encode())
+    for k, value in state.items():
+        digest.update(k.encode())
         if isinstance(value, torch.Tensor):
             digest.update(value.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
+    out = digest.hexdigest()
+    try:
+        with _IDENTITY_LOCK:
+            _IDENTITY_CACHE[module] = (key, out)
+    except TypeError:
+        pass
+    return out
 
 
 def as_loaded_model(model: Any, spec: ModelSpec | dict | str | os.PathLike | None = None) -> LoadedModel:
