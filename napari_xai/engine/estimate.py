@@ -245,7 +245,8 @@ def estimate(
     if channels:
         fwd, bwd = counter(checked, shape, channels)
     approximate = counter is None or method_spec.name in _BOUNDS
-    fwd += 1  # the run's first pass resolves the target
+    if not (method_spec.one_pass and plan is None):
+        fwd += 1  # the run's first pass resolves the target (a one-pass method resolves it from its own)
     unit = "volume"
     if plan is not None:
         unit = "window"
@@ -375,7 +376,9 @@ def _hipe(p: dict, shape: tuple[int, ...], _c: int) -> tuple[int, int]:
 
 
 def _kernel_shap(p: dict, _s: tuple[int, ...], _c: int) -> tuple[int, int]:
-    n = p["n_samples"] or 2 * p["n_segments"] + 2048
+    from .methods.kernel_shap import auto_samples
+
+    n = p["n_samples"] or auto_samples(p["n_segments"])
     return n, 0
 
 
