@@ -13,13 +13,14 @@ from tests.conftest import make_net, random_volume
 @pytest.mark.parametrize(
     "method, params, passes",
     [
-        ("vanilla_gradient", {}, (2, 1)),
+        ("vanilla_gradient", {}, (1, 1)),  # one-pass: the target comes from the method's own pass
         ("integrated_gradients", {"steps": 8}, (10, 8)),
         ("smoothgrad", {"n_samples": 5}, (6, 5)),
         ("smoothgrad", {"n_samples": 5, "base": "integrated_gradients", "ig_steps": 4}, (21, 20)),
         ("occlusion", {"window": 4, "stride": 2}, (1 + 4 * 5 * 5, 0)),  # (10, 12, 11): 4 x 5 x 5 windows
         ("rise", {"n_masks": 40}, (41, 0)),
-        ("grad_cam", {}, (2, 1)),
+        ("grad_cam", {}, (2, 1)),  # one pass, plus the pass that finds the last spatial layer (no cam_layer)
+        ("grad_cam", {"layer": "features.2"}, (1, 1)),
     ],
 )
 def test_passes_per_method(method, params, passes):
@@ -48,7 +49,8 @@ def test_score_cam_counts_one_pass_per_channel_of_the_layer():
     net = make_net(3)
     est = estimate(net, random_volume(), "score_cam")
     channels = net.features[0].out_channels  # the last spatial layer keeps the first convolution's channels
-    assert est.forward_passes == 1 + channels + 2
+    # the target's pass, the pass that finds the layer, the activation and baseline passes, one per channel
+    assert est.forward_passes == 1 + 1 + 2 + channels
 
 
 def test_a_pass_over_the_budget_is_reported_not_run():

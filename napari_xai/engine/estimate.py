@@ -247,6 +247,8 @@ def estimate(
     approximate = counter is None or method_spec.name in _BOUNDS
     if not (method_spec.one_pass and plan is None):
         fwd += 1  # the run's first pass resolves the target (a one-pass method resolves it from its own)
+    if "layer" in method_spec.needs and not (checked.get("layer") or loaded.spec.cam_layer):
+        fwd += 1  # a pass that finds the last layer with spatial output
     unit = "volume"
     if plan is not None:
         unit = "window"

@@ -43,13 +43,9 @@ def window_starts(shape: tuple[int, ...], window: tuple[int, ...], stride: tuple
 
 def _run(ctx: MethodContext, params: dict[str, Any]) -> Generator[Progress, None, np.ndarray]:
     shape = ctx.spatial_shape
-    window = per_axis(params["window"], ctx.dim, "window", "Occlusion")
+    # a window longer than the input covers the whole axis (one position), e.g. the default on a small input
+    window = tuple(min(w, n) for w, n in zip(per_axis(params["window"], ctx.dim, "window", "Occlusion"), shape))
     stride = per_axis(params["stride"], ctx.dim, "stride", "Occlusion")
-    if any(w > n for w, n in zip(window, shape)):
-        raise MethodError(
-            f"Occlusion: the window {window} is larger than the model input {shape}.",
-            "Use a smaller window (in voxels of the model grid).",
-        )
     if any(s > w for s, w, n in zip(stride, window, shape) if w < n):
         raise MethodError(
             f"Occlusion: the stride {stride} is larger than the window {window}, which would leave voxels never occluded.",
