@@ -187,6 +187,7 @@ class Tape:
     fallback_ops: dict[str, int] = field(default_factory=dict)
     #: ops run in full because their input had already changed everywhere
     spread_ops: int = 0
+    _last: dict[int, list[int]] | None = field(default=None, repr=False)
 
     def base(self, ref: Ref) -> Any:
         if ref.node < 0:
@@ -234,14 +235,31 @@ class Tape:
 
     def replay(self, boxes: list[Box], crop: torch.Tensor) -> torch.Tensor:
         """The model output ``(B, ...)`` for inputs equal to ``x`` except ``crop[b]`` on ``boxes[b]``."""
+        last = self._last_uses()
         with torch.inference_mode():
             values: dict[int, Any] = {-1: _make(boxes, crop, self.x)}
             for k, node in enumerate(self.nodes):
                 values[k] = self._step(node, values)
+                for done in last.get(k, ()):  # values no later node reads are freed, as a forward pass frees them
+                    values.pop(done, None)
             out = self.materialize(self._value(self.output, values), self.output)
         if isinstance(out, PerSample):
             return torch.cat(out.values)
         return out.value
+
+    def _last_uses(self) -> dict[int, list[int]]:
+        """For each node index, the values whose last reader it is (the output is never freed)."""
+        if self._last is None:
+            reader: dict[int, int] = {}
+            for k, node in enumerate(self.nodes):
+                for a in tree_flatten((node.args, node.kwargs))[0]:
+                    if isinstance(a, Ref):
+                        reader[a.node] = k
+            reader.pop(self.output.node, None)
+            self._last = {}
+            for v, k in reader.items():
+                self._last.setdefault(k, []).append(v)
+        return self._last
 
     def _value(self, ref: Ref, values: dict[int, Any]) -> Any:
         v = values[ref.node]

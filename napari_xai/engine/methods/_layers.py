@@ -65,10 +65,10 @@ def find_cam_layer(ctx: MethodContext, requested: str) -> str:
 def capture_activation(layer: nn.Module, leaf: bool = False) -> Iterator[dict[str, torch.Tensor]]:
     """Record the layer's output of the next forward pass in ``store['activation']``.
 
-    With ``leaf`` the layer's output is replaced by a detached copy-free leaf
-    that requires grad, and grad mode is switched on from there: run the
-    forward under ``torch.no_grad()`` and only the part of the network after
-    the layer builds an autograd graph, so a backward stops at the layer.
+    With ``leaf`` the layer's output is replaced by a detached leaf that
+    requires grad (the network goes on from a copy of it), so a backward from
+    the score stops at the layer. Grad mode is left to the model: one that
+    runs under ``torch.no_grad`` stays non-differentiable.
     """
     store: dict[str, torch.Tensor] = {}
 
@@ -81,7 +81,6 @@ def capture_activation(layer: nn.Module, leaf: bool = False) -> Iterator[dict[st
         if not leaf:
             store["activation"] = out
             return None
-        torch.set_grad_enabled(True)  # thread-local; the caller restores it after the pass
         store["activation"] = out.detach().requires_grad_(True)
         # the network goes on from a copy, so that an in-place op after the layer
         # (ReLU(inplace=True)) neither fails on the leaf nor changes the activation read
@@ -102,14 +101,10 @@ def activation_and_gradient(ctx: MethodContext, name: str) -> tuple[torch.Tensor
     MethodError
         The score does not depend differentiably on the layer.
     """
-    # Only the network after the layer needs a graph: the pass runs without
-    # autograd up to the layer, whose output becomes the leaf the gradient
-    # is taken for (the backward never runs below the layer).
-    with capture_activation(ctx.model.get_layer(name), leaf=True) as store, torch.no_grad():
-        try:
-            out = ctx.forward(ctx.x)
-        finally:
-            torch.set_grad_enabled(False)  # undo the hook's switch; the with block restores the caller's mode
+    # The layer's output becomes the leaf the gradient is taken for, so the
+    # backward never runs below the layer (nor into the input).
+    with capture_activation(ctx.model.get_layer(name), leaf=True) as store, torch.enable_grad():
+        out = ctx.forward(ctx.x)
         if "activation" not in store:
             raise MethodError(f"The layer {name!r} was not run by the model's forward pass.", "Choose a layer the model uses.")
         act = store["activation"]
