@@ -56,6 +56,14 @@ def test_an_engine_evaluate_is_found_and_called_with_the_mask(ig_map, monkeypatc
     assert calls[0] is mask
     assert out["outside_anatomy_share"] == 0.5 and "settings" not in out and "completeness_error" in out
     assert trust_metrics(a, model=model, image=image, evaluate=False) == check_metrics(a)
+    def broken(model, image, attribution, **kwargs):
+        raise RuntimeError("get_submodule is not supported")
+
+    monkeypatch.setattr(engine, "evaluate", broken)
+    with pytest.raises(RuntimeError):
+        trust_metrics(a, model=model, image=image)
+    kept = trust_metrics(a, model=model, image=image, on_error="record")
+    assert kept["metrics_error"] == "RuntimeError: get_submodule is not supported" and "completeness_error" in kept
     monkeypatch.delattr(engine, "evaluate")
     assert evaluator() is None
     assert trust_metrics(a, model=model, image=image) == check_metrics(a)

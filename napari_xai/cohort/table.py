@@ -36,6 +36,7 @@ COLUMNS: dict[str, str] = {
     "worker": "the Dask worker that ran the scan",
     "map_path": "the map (NIfTI/NRRD/MHA with the scan's geometry and a provenance sidecar .json)",
     "report_path": "the scan's PDF report (--report), or empty",
+    "metrics_error": "why the engine's evaluation of this map failed (the map and the checks are kept), else empty",
 }
 METRIC_COLUMNS: tuple[str, ...] = tuple(METRIC_ORDER)
 ALL_COLUMNS: tuple[str, ...] = tuple(COLUMNS) + METRIC_COLUMNS

@@ -243,7 +243,7 @@ def _run(item: CohortInput, request: CohortRequest, out: Path, base: dict[str, A
         attribution = explain(model, scan, method, target=request.target, reduce=request.reduce, memory_budget_mb=request.memory_budget_mb, **request.params.get(method, {}))
         t2 = time.perf_counter()
         map_path = attribution.save(folder / f"{item.scan_id}_{method}{request.map_format}")
-        metrics = trust_metrics(attribution, model=model, image=scan, mask=mask, evaluate=request.metrics)
+        metrics = trust_metrics(attribution, model=model, image=scan, mask=mask, evaluate=request.metrics, on_error="record")
         t3 = time.perf_counter()
         maps.append(attribution)
         metrics_list.append(metrics)

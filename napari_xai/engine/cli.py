@@ -166,7 +166,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"{line} [{time.perf_counter() - t0:.1f} s]")
             maps.append(attribution)
         if args.report:
-            trust = [trust_metrics(a, model=model, image=scan, evaluate=not args.no_metrics) for a in maps]
+            trust = [trust_metrics(a, model=model, image=scan, evaluate=not args.no_metrics, on_error="record") for a in maps]
             report = write_report(scan, maps, out / f"{scan.name}_report.pdf", trust=trust, image_path=image_path)
             print(f"{scan.name}: report {report.pdf} ({len(report.pages)} pages)")
     return 0

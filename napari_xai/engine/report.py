@@ -198,7 +198,10 @@ def _title_page(scan: ScanImage, attributions: list[Attribution], rows: list[dic
     method_rows = [[str(i + 1), a.method_title, a.family, a.sign, f"{a.timings.get('total_s', float('nan')):.1f} s", str(i + 2)] for i, a in enumerate(attributions)]
     draw_table(ax, method_rows, col_widths=(0.06, 0.32, 0.2, 0.16, 0.12, 0.14), header=["#", "method", "family", "sign", "time", "page"], fontsize=8)
     fig.text(0.06, 0.42, "Trust table", fontsize=12, weight="bold", va="top")
-    names = ordered_names(rows)
+    names = [n for n in ordered_names(rows) if n != "metrics_error"]
+    failures = [f"#{i + 1}: {r['metrics_error']}" for i, r in enumerate(rows) if r.get("metrics_error")]
+    if failures:
+        fig.text(0.06, 0.05, _wrap("The evaluation failed for " + "; ".join(failures), 130), fontsize=7, color="0.3", va="top")
     ax = fig.add_axes((0.06, 0.06, 0.88, 0.34))
     ax.set_axis_off()
     if names:

@@ -17,6 +17,7 @@ import math
 from typing import Any, Callable
 
 from .attribution import Attribution
+from .errors import XAIError
 
 #: Metric names in the order tables show them (others follow, sorted).
 METRIC_ORDER = (
@@ -109,6 +110,7 @@ def trust_metrics(
     image: Any = None,
     mask: Any = None,
     evaluate: bool = True,
+    on_error: str = "raise",
     **options: Any,
 ) -> dict[str, Any]:
     """The metrics of one map: its own checks, plus the engine's evaluation where it exists.
@@ -123,6 +125,9 @@ def trust_metrics(
         A region on the scan's grid (e.g. the lesion) for the localisation metrics.
     evaluate : bool
         False: the checks only (the evaluation re-runs the model many times).
+    on_error : {"raise", "record"}
+        What a failing evaluation does: raise, or leave the checks and say why
+        under ``metrics_error`` (a cohort's or a report's map stays usable).
     **options
         Passed on to the evaluation where its signature takes them.
 
@@ -137,7 +142,12 @@ def trust_metrics(
         accepted = inspect.signature(fn).parameters
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
         kwargs = {k: v for k, v in {"mask": mask, **options}.items() if v is not None and (takes_any or k in accepted)}
-        metrics.update(scalar_metrics(fn(model, image, attribution, **kwargs)))
+        try:
+            metrics.update(scalar_metrics(fn(model, image, attribution, **kwargs)))
+        except Exception as err:  # noqa: BLE001 - recorded on request: the map itself is fine
+            if on_error != "record":
+                raise
+            metrics["metrics_error"] = str(err) if isinstance(err, XAIError) else f"{type(err).__name__}: {err}"
     return {k: _plain(v) for k, v in metrics.items()}
 
 
