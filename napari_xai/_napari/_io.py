@@ -154,3 +154,16 @@ def sample_brain_axial() -> list[LayerData]:
     mask_kwargs = geometry_layer_kwargs(mask.geometry)
     mask_kwargs.update(name="sample lesions (axial, ground truth)", opacity=0.5)
     return [(data, kwargs, kind), (np.asarray(mask.array > 0, dtype=np.uint8), mask_kwargs, "labels")]
+
+
+def sample_brain_marker() -> list[LayerData]:
+    """The sample scan with a marker burned in beside the head (the shortcut model's cue), with its lesion mask."""
+    from napari_xai.samples import SHORTCUT_CLASSIFIER_SPEC
+    from napari_xai.samples.markers import burn_in_marker
+
+    layers = sample_brain_lesions()
+    data, kwargs, kind = layers[0]
+    kwargs["name"] = "sample brain T1 with marker"
+    kwargs["metadata"]["napari_xai_model"] = str(SHORTCUT_CLASSIFIER_SPEC)
+    layers[0] = (burn_in_marker(np.asarray(data)), kwargs, kind)
+    return layers

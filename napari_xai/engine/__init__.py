@@ -20,6 +20,7 @@ from .explain import explain, explain_iter
 from .geometry import Geometry, napari_layer_kwargs, slicer_ijk_to_ras
 from .image import ScanImage, as_scan, validate_scan
 from .image_io import read_image, write_image
+from .metrics import Comparison, compare, compare_iter, evaluate, evaluate_iter
 from .models import LoadedModel, ModelSpec, load_model, register_architecture
 from .predict import Prediction, predict
 from .progress import Progress
@@ -32,6 +33,7 @@ __all__ = [
     "BatchPlanner",
     "CONFIRM_SECONDS",
     "Cancelled",
+    "Comparison",
     "Estimate",
     "Geometry",
     "ImageError",
@@ -50,8 +52,12 @@ __all__ = [
     "UntrustedModelError",
     "XAIError",
     "as_scan",
+    "compare",
+    "compare_iter",
     "default_budget_mb",
     "estimate",
+    "evaluate",
+    "evaluate_iter",
     "explain",
     "explain_iter",
     "get_method",

@@ -52,6 +52,9 @@ class Attribution:
         Axiom checks the method measured (e.g. integrated gradients' completeness).
     package_version : str
         napari-xai version that made the map.
+    metrics : dict
+        How far the map can be trusted, as :func:`napari_xai.engine.evaluate`
+        measured it (empty until evaluated); part of the provenance.
     """
 
     values: np.ndarray
@@ -67,6 +70,7 @@ class Attribution:
     timings: dict[str, float] = field(default_factory=dict)
     checks: dict[str, Any] = field(default_factory=dict)
     package_version: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -91,6 +95,8 @@ class Attribution:
             "checks": self.checks,
             "napari_xai_version": self.package_version,
         }
+        if self.metrics:
+            record["metrics"] = self.metrics
         return json.loads(json.dumps(record, default=_json_default))
 
     @classmethod
@@ -125,6 +131,7 @@ class Attribution:
             timings=dict(prov.get("timings", {})),
             checks=dict(prov.get("checks", {})),
             package_version=prov.get("napari_xai_version", ""),
+            metrics=dict(prov.get("metrics", {})),
         )
 
     def caption(self) -> str:

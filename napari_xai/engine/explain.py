@@ -17,12 +17,12 @@ import torch.nn as nn
 from .. import __version__
 from .attribution import Attribution
 from .budget import default_budget_mb
-from .errors import Cancelled, MethodError, ModelError, TargetError, XAIError
+from .errors import MethodError, ModelError, TargetError, XAIError
 from .image import as_scan
 from .methods._context import MethodContext, model_failure
 from .model_space import region_to_model_space, to_model_space, to_scan_grid
 from .models.loading import as_loaded_model
-from .progress import Progress
+from .progress import Progress, run_to_end
 from .registry import get_method
 from .targets import ResolvedTarget, resolve_target
 
@@ -193,17 +193,7 @@ def explain(
     Cancelled
         ``should_cancel`` returned True.
     """
-    gen = explain_iter(model, image, method, target, **kwargs)
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if on_progress is not None:
-            on_progress(event)
-        if should_cancel is not None and should_cancel():
-            gen.close()
-            raise Cancelled(f"{method} was cancelled at {event.done}/{event.total}.")
+    return run_to_end(explain_iter(model, image, method, target, **kwargs), on_progress, should_cancel, method)
 
 
 def _check_needs(needs: frozenset[str], loaded: Any) -> None:

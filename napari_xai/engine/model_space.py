@@ -92,13 +92,24 @@ def region_to_model_space(region: np.ndarray, msi: ModelSpaceInput) -> np.ndarra
     return _resample(img, ref, sitk.sitkNearestNeighbor, 0.0) > 0
 
 
+def map_to_model_space(values: np.ndarray, msi: ModelSpaceInput) -> np.ndarray:
+    """A map on the scan grid, resampled (linear) onto the model grid (the reverse of :func:`to_scan_grid`); float32."""
+    if msi.same_grid:
+        return np.asarray(values, dtype=np.float32)
+    return _resample_map(values, msi.scan.geometry, msi.geometry, tuple(msi.tensor.shape[2:]))
+
+
 def to_scan_grid(values: np.ndarray, msi: ModelSpaceInput) -> np.ndarray:
     """A spatial map on the model grid, resampled (linear) onto the scan grid; float32."""
-    values = np.asarray(values, dtype=np.float32)
     if msi.same_grid:
-        return values
-    img = msi.geometry.apply_to(sitk.GetImageFromArray(values))
-    ref = msi.scan.geometry.apply_to(sitk.Image(list(msi.scan.spatial_shape[::-1]), sitk.sitkFloat32))
+        return np.asarray(values, dtype=np.float32)
+    return _resample_map(values, msi.geometry, msi.scan.geometry, msi.scan.spatial_shape)
+
+
+def _resample_map(values: np.ndarray, source: Geometry, target: Geometry, shape: tuple[int, ...]) -> np.ndarray:
+    """A float map on ``source`` geometry, resampled (linear, 0 outside) onto ``shape`` voxels of ``target``."""
+    img = source.apply_to(sitk.GetImageFromArray(np.asarray(values, dtype=np.float32)))
+    ref = target.apply_to(sitk.Image([int(n) for n in shape[::-1]], sitk.sitkFloat32))
     return _resample(img, ref, sitk.sitkLinear, 0.0).astype(np.float32)
 
 

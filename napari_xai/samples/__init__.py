@@ -9,7 +9,10 @@ models were trained on that anatomy by scripts in ``sample_models/`` (model
 cards beside them): a 3D lesion classifier
 (``train_lesion_classifier.py``), a 3D lesion segmenter
 (``train_lesion_segmenter.py``) and a 2D classifier of axial slices
-(``train_lesion_classifier_2d.py``).
+(``train_lesion_classifier_2d.py``). A fourth, the shortcut classifier
+(``train_shortcut_classifier.py``), is a deliberate shortcut model: it
+learnt a marker burned in outside the head instead of the lesions, for
+showing what the trust metrics (``napari_xai.engine.metrics``) catch.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ LESION_SEGMENTER_SPEC = SAMPLES_DIR / "lesion_segmenter_3d.json"
 LESION_CLASSIFIER_2D_SPEC = SAMPLES_DIR / "lesion_classifier_2d.json"
 SAMPLE_SCAN_AXIAL = SAMPLES_DIR / "sample_brain_t1_axial.nii.gz"
 SAMPLE_LESION_MASK_AXIAL = SAMPLES_DIR / "sample_brain_lesions_axial.nii.gz"
+SHORTCUT_CLASSIFIER_SPEC = SAMPLES_DIR / "shortcut_classifier_3d.json"
 
 
 def load_sample_scan() -> ScanImage:
@@ -87,3 +91,22 @@ def load_sample_scan_axial() -> ScanImage:
 def load_sample_lesion_mask_axial() -> ScanImage:
     """Ground-truth lesion mask of :func:`load_sample_scan_axial` (same 2D grid)."""
     return read_image(SAMPLE_LESION_MASK_AXIAL)
+
+
+def load_shortcut_classifier():
+    """The deliberate shortcut model (a marker outside the head predicts its label) as a :class:`~napari_xai.engine.LoadedModel`.
+
+    Trained by ``sample_models/train_shortcut_classifier.py`` (model card in
+    ``sample_models/shortcut_classifier_3d.md``).
+    """
+    from napari_xai.engine.models.loading import load_model
+
+    return load_model(SHORTCUT_CLASSIFIER_SPEC)
+
+
+def load_sample_scan_with_marker() -> ScanImage:
+    """The sample scan with the shortcut model's marker burned in beside the head (same geometry)."""
+    from .markers import burn_in_marker
+
+    scan = load_sample_scan()
+    return ScanImage(burn_in_marker(scan.array), scan.geometry, None, "sample_brain_t1_marker")

@@ -148,3 +148,37 @@ class LesionClassifier2D(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.pool(self.features(x)).flatten(1))
+
+
+@register_architecture("small_classifier_3d")
+class SmallClassifier3D(nn.Module):
+    """A plain small 3D CNN: three conv blocks (two max-pools), global max pooling and a linear head.
+
+    The architecture of the shortcut sample model (``shortcut_classifier_3d.json``):
+    nothing in it is a shortcut, the training data are (a marker outside the
+    head goes with the label; ``sample_models/train_shortcut_classifier.py``).
+
+    Parameters
+    ----------
+    in_channels : int
+        Input channels.
+    n_classes : int
+        Output classes (no lesion, lesion).
+    width : int
+        Channels of the first block (doubled once).
+    """
+
+    def __init__(self, in_channels: int = 1, n_classes: int = 2, width: int = 4) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            conv_block(in_channels, width),
+            nn.MaxPool3d(2, ceil_mode=True),
+            conv_block(width, 2 * width),
+            nn.MaxPool3d(2, ceil_mode=True),
+            conv_block(2 * width, 2 * width),
+        )
+        self.pool = nn.AdaptiveMaxPool3d(1)
+        self.classifier = nn.Linear(2 * width, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.pool(self.features(x)).flatten(1))

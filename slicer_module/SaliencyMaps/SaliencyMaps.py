@@ -221,8 +221,82 @@ class SaliencyMapsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.reportButton.connect("clicked(bool)", self.onReportButton)
         self.ui.regionSegmentComboBox.connect("currentIndexChanged(int)", self.onRegionSegmentChanged)
         self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self._onModelPathChanged)
+        self._setupTrustSection()
 
         self.initializeParameterNode()
+
+    def _setupTrustSection(self) -> None:
+        """The "Trust metrics" section: Evaluate the current map, and the table of its metrics."""
+        import ctk
+        import qt
+
+        box = ctk.ctkCollapsibleButton()
+        box.text = _("Trust metrics")
+        self.layout.addWidget(box)
+        form = qt.QFormLayout(box)
+        self.trustEvaluateButton = qt.QPushButton(_("Evaluate map"))
+        self.trustEvaluateButton.toolTip = _(
+            "How far the output map can be trusted: deletion/insertion against a random order, the model-randomisation "
+            "sanity check, completeness, mass in the region segment, and how much lies outside the anatomy (shortcut check)."
+        )
+        form.addRow(self.trustEvaluateButton)
+        self.trustTable = qt.QTableWidget()
+        self.trustTable.setMinimumHeight(120)
+        form.addRow(self.trustTable)
+        self.trustTableNode = None
+        self.trustEvaluateButton.connect("clicked(bool)", self.onEvaluateButton)
+
+    def onEvaluateButton(self) -> None:
+        """Evaluate the output map with a progress dialog (events processed between steps; Cancel stops it)."""
+        import qt
+
+        pn = self._parameterNode
+        if not self.logic.ensureDependencies() or pn is None or pn.outputVolume is None:
+            slicer.util.infoDisplay(_("Compute a map with Apply first, then evaluate it."))
+            return
+        dialog = slicer.util.createProgressDialog(
+            parent=slicer.util.mainWindow(), value=0, maximum=100, labelText=_("Preparing..."), windowTitle=_("Trust metrics")
+        )
+        dialog.setCancelButtonText(_("Cancel"))
+
+        def onProgress(event):
+            dialog.setValue(int(round(100 * event.fraction)))
+            dialog.labelText = event.message or _("Working...")
+            slicer.app.processEvents()
+
+        try:
+            with slicer.util.tryWithErrorDisplay(_("Failed to evaluate the map."), waitCursor=False):
+                from napari_xai.engine import Cancelled
+                from SaliencyMapsLib import trust
+
+                try:
+                    table, results, ranking = self.logic.evaluateMaps(
+                        pn.inputVolume, pn.modelPath, [pn.outputVolume],
+                        maskSegmentation=pn.regionSegmentation, maskSegmentId=pn.regionSegmentId,
+                        settings={"sanity_steps": 1}, tableNode=self.trustTableNode, memoryBudgetMB=pn.memoryBudgetMB,
+                        onProgress=onProgress, shouldCancel=lambda: dialog.wasCanceled,
+                    )
+                except Cancelled:
+                    slicer.util.showStatusMessage(_("Evaluation cancelled; the scene is unchanged."), 5000)
+                    return
+                self.trustTableNode = table
+                rows = trust.table_rows(results, ranking)
+                self.trustTable.setRowCount(len(rows) - 1)
+                self.trustTable.setColumnCount(len(rows[0]))
+                self.trustTable.setHorizontalHeaderLabels(rows[0])
+                for c in range(len(rows[0])):
+                    self.trustTable.horizontalHeaderItem(c).setToolTip(table.GetColumnDescription(rows[0][c]) or "")
+                for r, row in enumerate(rows[1:]):
+                    failed = bool(row[-1])
+                    for c, text in enumerate(row):
+                        item = qt.QTableWidgetItem(text)
+                        if failed:
+                            item.setBackground(qt.QBrush(qt.QColor(227, 182, 23, 90)))
+                            item.setToolTip(row[-1])
+                        self.trustTable.setItem(r, c, item)
+                self.trustTable.resizeColumnsToContents()
+        finally:
+            dialog.close()
 
     def cleanup(self) -> None:
         """Called when the application closes and the module widget is destroyed."""
@@ -940,6 +1014,45 @@ class SaliencyMapsLogic(ScriptedLoadableModuleLogic):
         )
         pn.outputVolume = outputNode
         return outputNode, attribution
+
+    # Trust metrics
+
+    def evaluateMaps(self, inputVolume, model, mapVolumes, maskSegmentation=None, maskSegmentId="", anatomySegmentation=None,
+                     anatomySegmentId="", settings=None, tableNode=None, memoryBudgetMB=None, onProgress=None, shouldCancel=None):
+        """How far each map of one scan can be trusted (the engine's ``evaluate``, one shared setup for all maps).
+
+        Writes a table node (one row per map, ranked; column tooltips hold the
+        definitions) and adds the metrics to each map node's provenance. The
+        scene is unchanged on error or Cancel.
+
+        :param mapVolumes: map volume nodes made by :meth:`process` on ``inputVolume``.
+        :param maskSegmentation: optional segment where the evidence should lie (a lesion).
+        :param anatomySegmentation: optional segment of the body; None: derived from the scan.
+        :param settings: evaluation settings (``steps``, ``removal``, ``sanity_steps``, ... and ``metrics``).
+        :returns: ``(tableNode, results, ranking)``.
+        """
+        from napari_xai.engine import ImageError
+        from napari_xai.engine.metrics import evaluate_maps_iter
+        from napari_xai.engine.progress import run_to_end
+        from SaliencyMapsLib import trust
+
+        if inputVolume is None:
+            raise ImageError("No input volume is selected.", "Select the scan the maps were made on as the input volume.")
+        if isinstance(model, (str, os.PathLike)):
+            model = self.loadModel(model)
+        scan = nodes.scan_from_volume_node(inputVolume)
+        maps = {node.GetName(): nodes.attribution_from_map_node(node) for node in mapVolumes if node is not None}
+        mask = self.regionMask(maskSegmentation, maskSegmentId, inputVolume)
+        anatomy = self.regionMask(anatomySegmentation, anatomySegmentId, inputVolume)
+        options = dict(settings or {})
+        metrics = options.pop("metrics", None)
+        run = evaluate_maps_iter(model, scan, maps, mask=mask, anatomy=anatomy, metrics=metrics, memory_budget_mb=memoryBudgetMB, **options)
+        results, ranking = run_to_end(run, onProgress, shouldCancel, "evaluate")
+        for node in mapVolumes:
+            if node is not None:
+                trust.store_metrics(node, results[node.GetName()])
+        table = trust.metrics_table_node(inputVolume.GetScene(), results, ranking, tableNode)
+        return table, results, ranking
 
     # Export
 

@@ -56,7 +56,7 @@ def test_import_installs_nothing_and_needs_no_gui(monkeypatch, scene):
     assert {"SaliencyMaps", "SaliencyMapsParameterNode", "SaliencyMapsWidget", "SaliencyMapsLogic", "SaliencyMapsTest"} <= set(dir(module))
     assert module.SaliencyMaps.__mro__[1] is sys.modules["slicer.ScriptedLoadableModule"].ScriptedLoadableModule
     # The plain-Python node code imports no GUI layer.
-    for lib in ("nodes", "params", "dependencies", "views"):
+    for lib in ("nodes", "params", "dependencies", "views", "trust"):
         text = (MODULE_DIR / "SaliencyMapsLib" / f"{lib}.py").read_text(encoding="utf-8")
         assert not re.search(r"^\s*(import|from)\s+(qt|ctk|slicer\.ScriptedLoadableModule)\b", text, re.M), lib
 

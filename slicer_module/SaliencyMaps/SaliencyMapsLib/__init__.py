@@ -8,6 +8,7 @@
   registry specs, target parsing, the method parameter store.
 - :mod:`.dependencies`: what is missing from Slicer's Python and how to
   install it (with the user's consent, never at import time).
+- :mod:`.trust`: the trust metrics as a table node and in a map's provenance.
 - :mod:`.views`: the few application-only steps (fitting slice views, screenshots).
 
 The engine (``napari_xai.engine``, which imports torch) is imported lazily,
