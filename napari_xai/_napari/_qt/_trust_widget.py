@@ -300,7 +300,8 @@ class TrustWidget(QWidget):
         _trust.store_results(self._job, results)
         self.results.update(results)
         self.ranking = ranking
-        self._fill_table(results, ranking)
+        earlier = [name for name in self.results if name not in ranking]  # maps evaluated before (another model, say) stay listed below
+        self._fill_table(self.results, ranking + earlier)
         self.status.setText("Done: " + "; ".join(f"{name}: {_verdict(results[name])}" for name in ranking))
 
     def _on_aborted(self) -> None:
@@ -342,6 +343,7 @@ class TrustWidget(QWidget):
         self.table.resizeColumnsToContents()
         if ranking:
             self.table.selectRow(0)
+            self._on_row_selected()  # the selection may not have changed: redraw the curves anyway
 
     def row_names(self) -> list[str]:
         """Map names in table order."""
