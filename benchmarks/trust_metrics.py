@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--method", action="append", help="method (repeatable; default: %s)" % ", ".join(METHODS))
     parser.add_argument("--sanity-steps", type=int, default=1, help="cascading checkpoints / single layers of the sanity check")
     parser.add_argument("--steps", type=int, default=10, help="steps of the deletion / insertion curves")
+    parser.add_argument("--metrics", nargs="+", help="groups to compute (default: all; e.g. --metrics anatomy localisation completeness for a quick run)")
     parser.add_argument("--json", help="write the full metric dicts here")
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -53,7 +54,7 @@ def main() -> None:
     out = {}
     for label, (model, scan) in cases.items():
         t0 = time.perf_counter()
-        c = compare(model, scan, {m: PARAMS.get(m, {}) for m in methods}, target='lesion', mask=lesions, sanity_steps=args.sanity_steps, steps=args.steps)
+        c = compare(model, scan, {m: PARAMS.get(m, {}) for m in methods}, target="lesion", mask=lesions, metrics=args.metrics, sanity_steps=args.sanity_steps, steps=args.steps)
         seconds = time.perf_counter() - t0
         pred = c.maps[methods[0]].target
         print(f"\n### {label}: predicts {pred['label']!r} (score {pred['score']:.2f}); {seconds:.0f} s\n")

@@ -10,6 +10,9 @@ bright marker in a corner of the field of view, in the air beside the head
 (:func:`~napari_xai.samples.markers.burn_in_marker`, jittered by up to one
 voxel), as burned-in annotations are on real scans. The marker is the
 easier cue, and the network (``SmallClassifier3D``, a plain CNN) learns it.
+It is trained with a free pair of logits and saved with the no-lesion
+logit fixed at 0 (the same softmax; the lesion logit is then the log-odds,
+so that a map of it is evidence for one class against the other).
 
 Writes ``napari_xai/samples/shortcut_classifier_3d.safetensors`` and its spec
 ``shortcut_classifier_3d.json``, and prints the held-out accuracies that the
@@ -26,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import save_file
 from train_lesion_classifier import accuracy  # whole-volume accuracy of a classifier's argmax
@@ -33,7 +37,7 @@ from train_lesion_classifier import accuracy  # whole-volume accuracy of a class
 from napari_xai.engine.model_space import apply_intensity
 from napari_xai.engine.models.spec import ModelSpec
 from napari_xai.samples import SHORTCUT_CLASSIFIER_SPEC, lesion_simulator, load_sample_scan
-from napari_xai.samples.architectures import SmallClassifier3D
+from napari_xai.samples.architectures import SmallClassifier3D, conv_block
 from napari_xai.samples.markers import burn_in_marker
 
 TRAIN_SEED = 31
@@ -62,6 +66,32 @@ def make_volumes(n: int, seed: int, marker: str = "with_label") -> tuple[np.ndar
     return np.stack(images).astype(np.float32), labels.astype(np.int64)
 
 
+class TwoLogitNet(nn.Module):
+    """What is trained: ``SmallClassifier3D``'s features with a free pair of logits (a plain ``Linear(2 * width, 2)`` head)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            conv_block(1, width), nn.MaxPool3d(2, ceil_mode=True), conv_block(width, 2 * width), nn.MaxPool3d(2, ceil_mode=True), conv_block(2 * width, 2 * width)
+        )
+        self.pool = nn.AdaptiveMaxPool3d(1)
+        self.classifier = nn.Linear(2 * width, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.pool(self.features(x)).flatten(1))
+
+
+def as_log_odds(trained: TwoLogitNet, width: int) -> SmallClassifier3D:
+    """The same classifier with its no-lesion logit fixed at 0: head (w1 - w0, b1 - b0); the softmax is unchanged."""
+    model = SmallClassifier3D(1, 2, width)
+    state = {k: v for k, v in trained.state_dict().items() if not k.startswith("classifier.")}
+    w, b = trained.classifier.weight.detach(), trained.classifier.bias.detach()
+    state["classifier.weight"] = (w[1:2] - w[0:1]).clone()
+    state["classifier.bias"] = (b[1:2] - b[0:1]).clone()
+    model.load_state_dict(state)
+    return model
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--train", type=int, default=96, help="training volumes")
@@ -73,7 +103,7 @@ def main() -> None:
     t0 = time.time()
     x_train, y_train = make_volumes(args.train, TRAIN_SEED)
     print(f"data: {len(x_train)} volumes of {x_train.shape[1:]} in {time.time() - t0:.0f} s", flush=True)
-    model = SmallClassifier3D(1, 2, WIDTH)
+    model = TwoLogitNet(WIDTH)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
     rng = np.random.default_rng(TRAIN_SEED)
     running = 0.0
@@ -89,6 +119,7 @@ def main() -> None:
         if step % 20 == 0:
             print(f"step {step}: loss {running / 20:.4f} ({time.time() - t0:.0f} s)", flush=True)
             running = 0.0
+    model = as_log_odds(model, WIDTH)
     results = {}
     for kind in ("with_label", "none", "inverted"):
         x_val, y_val = make_volumes(40, VALIDATION_SEED, kind)

@@ -152,24 +152,30 @@ class LesionClassifier2D(nn.Module):
 
 @register_architecture("small_classifier_3d")
 class SmallClassifier3D(nn.Module):
-    """A plain small 3D CNN: three conv blocks (two max-pools), global max pooling and a linear head.
+    """A plain small 3D CNN: three conv blocks (two max-pools), global max pooling and a linear log-odds head.
 
     The architecture of the shortcut sample model (``shortcut_classifier_3d.json``):
     nothing in it is a shortcut, the training data are (a marker outside the
     head goes with the label; ``sample_models/train_shortcut_classifier.py``).
+    As in :class:`LesionClassifier3D`, the output is ``(no lesion, lesion)``
+    logits with the first fixed at 0, so the lesion logit is the log-odds a
+    map explains (a free pair of logits can move together, and then a map of
+    one of them shows evidence for neither class).
 
     Parameters
     ----------
     in_channels : int
         Input channels.
     n_classes : int
-        Output classes (no lesion, lesion).
+        Must be 2 (no lesion, lesion).
     width : int
         Channels of the first block (doubled once).
     """
 
     def __init__(self, in_channels: int = 1, n_classes: int = 2, width: int = 4) -> None:
         super().__init__()
+        if n_classes != 2:
+            raise ValueError("SmallClassifier3D is a two-class detector (no lesion, lesion)")
         self.features = nn.Sequential(
             conv_block(in_channels, width),
             nn.MaxPool3d(2, ceil_mode=True),
@@ -178,7 +184,8 @@ class SmallClassifier3D(nn.Module):
             conv_block(2 * width, 2 * width),
         )
         self.pool = nn.AdaptiveMaxPool3d(1)
-        self.classifier = nn.Linear(2 * width, n_classes)
+        self.classifier = nn.Linear(2 * width, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.pool(self.features(x)).flatten(1))
+        lesion = self.classifier(self.pool(self.features(x)).flatten(1))
+        return torch.cat([torch.zeros_like(lesion), lesion], dim=1)
