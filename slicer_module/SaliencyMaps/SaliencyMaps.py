@@ -234,22 +234,22 @@ class SaliencyMapsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         box.text = _("Trust metrics")
         self.layout.addWidget(box)
         form = qt.QFormLayout(box)
-        self.trustEvaluateButton = qt.QPushButton(_("Evaluate map"))
+        self.trustEvaluateButton = qt.QPushButton()
+        self.trustEvaluateButton.text = _("Evaluate map")
         self.trustEvaluateButton.toolTip = _(
             "How far the output map can be trusted: deletion/insertion against a random order, the model-randomisation "
             "sanity check, completeness, mass in the region segment, and how much lies outside the anatomy (shortcut check)."
         )
         form.addRow(self.trustEvaluateButton)
-        self.trustTable = qt.QTableWidget()
-        self.trustTable.setMinimumHeight(120)
-        form.addRow(self.trustTable)
+        self.trustTableLabel = qt.QLabel()
+        self.trustTableLabel.wordWrap = True
+        self.trustTableLabel.textFormat = 1  # Qt.RichText
+        form.addRow(self.trustTableLabel)
         self.trustTableNode = None
         self.trustEvaluateButton.connect("clicked(bool)", self.onEvaluateButton)
 
     def onEvaluateButton(self) -> None:
         """Evaluate the output map with a progress dialog (events processed between steps; Cancel stops it)."""
-        import qt
-
         pn = self._parameterNode
         if not self.logic.ensureDependencies() or pn is None or pn.outputVolume is None:
             slicer.util.infoDisplay(_("Compute a map with Apply first, then evaluate it."))
@@ -280,21 +280,8 @@ class SaliencyMapsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     slicer.util.showStatusMessage(_("Evaluation cancelled; the scene is unchanged."), 5000)
                     return
                 self.trustTableNode = table
-                rows = trust.table_rows(results, ranking)
-                self.trustTable.setRowCount(len(rows) - 1)
-                self.trustTable.setColumnCount(len(rows[0]))
-                self.trustTable.setHorizontalHeaderLabels(rows[0])
-                for c in range(len(rows[0])):
-                    self.trustTable.horizontalHeaderItem(c).setToolTip(table.GetColumnDescription(rows[0][c]) or "")
-                for r, row in enumerate(rows[1:]):
-                    failed = bool(row[-1])
-                    for c, text in enumerate(row):
-                        item = qt.QTableWidgetItem(text)
-                        if failed:
-                            item.setBackground(qt.QBrush(qt.QColor(227, 182, 23, 90)))
-                            item.setToolTip(row[-1])
-                        self.trustTable.setItem(r, c, item)
-                self.trustTable.resizeColumnsToContents()
+                self.trustTableLabel.text = trust.table_html(results, ranking)
+                self.trustTableLabel.toolTip = trust.definitions_text()
         finally:
             dialog.close()
 

@@ -48,3 +48,14 @@ def test_evaluate_maps_cancel_leaves_the_scene_unchanged(module, scene):
     with pytest.raises(Cancelled):
         logic.evaluateMaps(volume, net, [out], settings={"steps": 4}, shouldCancel=lambda: True)
     assert node_ids(scene) == before and "metrics" not in nodes.get_provenance(out)
+
+
+def test_table_html_lists_every_map_and_warns():
+    results = {
+        "map A": {"method": "vanilla_gradient", "deletion_auc": 0.25, "sanity_passed": False, "shortcut_flag": True, "sanity_similarity": {"spearman": 0.9}},
+        "map B": {"method": "occlusion", "deletion_auc": 0.5, "sanity_passed": True, "shortcut_flag": False},
+    }
+    text = trust.table_html(results, ["map B", "map A"])
+    assert text.index("map B") < text.index("map A") and "0.25" in text
+    assert "fails the model-randomisation sanity check" in text and "shortcut" in text
+    assert "Petsiuk" in trust.definitions_text()

@@ -36,6 +36,29 @@ def table_rows(results: dict[str, dict[str, Any]], ranking: list[str]) -> list[l
     return rows
 
 
+def table_html(results: dict[str, dict[str, Any]], ranking: list[str]) -> str:
+    """The table as HTML for a label: one column per map (a dock panel is narrow), one row per metric; warnings below."""
+    import html
+
+    rows = table_rows(results, ranking)
+    maps = rows[1:]
+    out = ["<table border='1' cellspacing='0' cellpadding='2'>", "<tr><th></th>" + "".join(f"<th>{html.escape(r[0])}</th>" for r in maps) + "</tr>"]
+    for c, title in enumerate(rows[0][1:-1], start=1):
+        out.append(f"<tr><td>{html.escape(title)}</td>" + "".join(f"<td>{html.escape(r[c])}</td>" for r in maps) + "</tr>")
+    out.append("</table>")
+    for r in maps:
+        if r[-1]:
+            out.append(f"<p><b>{html.escape(r[0])}</b>: <span style='color:#b8860b'>{html.escape(r[-1])}</span></p>")
+    return "\n".join(out)
+
+
+def definitions_text() -> str:
+    """Every metric's definition and reference, for a tooltip."""
+    from napari_xai.engine.metrics import METRICS
+
+    return "\n\n".join(doc.tooltip() for doc in METRICS.values())
+
+
 def metrics_table_node(scene: Any, results: dict[str, dict[str, Any]], ranking: list[str], table_node: Any = None, name: str = "Saliency map trust metrics") -> Any:
     """Write the metrics into a ``vtkMRMLTableNode`` (created when not given): one row per map, one column per metric.
 
