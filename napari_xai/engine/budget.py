@@ -8,8 +8,10 @@ request (honoured between batches) is felt within a second.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from typing import Iterator
 
 import torch
 import torch.nn as nn
@@ -125,3 +127,45 @@ def batches(total: int, planner: BatchPlanner):
         yield start, start + n
         planner.done()
         start += n
+
+
+@contextlib.contextmanager
+def gradient_budget(budget_mb: int, module: nn.Module | None = None) -> Iterator[None]:
+    """Stop a gradient pass whose tensors saved for backward outgrow the budget.
+
+    Counts, as the forward pass runs, the bytes of every distinct storage
+    autograd keeps for the backward pass (the parameters of ``module``, part
+    of the model's own size, are not counted) and raises
+    :class:`MemoryBudgetError` as soon as they exceed ``budget_mb``, before
+    the pass allocates more. Single-pass methods get the same bound as the
+    batched ones, whose batches are sized to stay well inside it.
+
+    Raises
+    ------
+    MemoryBudgetError
+        The saved tensors exceed the budget.
+    """
+    limit = max(1, int(budget_mb)) * 2**20
+    skip = {p.untyped_storage().data_ptr() for p in module.parameters()} if module is not None else set()
+    seen: set[int] = set()
+    total = 0
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        storage = t.untyped_storage()
+        key = storage.data_ptr()
+        if key not in seen and key not in skip:
+            seen.add(key)
+            total += storage.nbytes()
+            if total > limit:
+                raise MemoryBudgetError(
+                    f"A gradient pass of this model on this image keeps more than the memory budget of {budget_mb} MiB "
+                    "of activations for its backward pass; it was stopped there.",
+                    f"Raise the budget (memory_budget_mb or NAPARI_XAI_MEMORY_BUDGET_MB; estimate() gives the peak), "
+                    "give a fully convolutional network a sliding_window in its spec so it runs window by window, "
+                    "or give the spec a coarser input_spacing.",
+                )
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        yield

@@ -20,6 +20,7 @@ from .budget import default_budget_mb
 from .errors import MethodError, ModelError, TargetError, XAIError
 from .image import as_scan
 from .methods._context import MethodContext, model_failure
+from .methods._windows import windowed_model
 from .model_space import region_to_model_space, to_model_space, to_scan_grid
 from .models.loading import as_loaded_model
 from .progress import Progress, run_to_end
@@ -110,7 +111,6 @@ def explain_iter(
     yield Progress(0, 0, f"{method_spec.title}: preparing")
     device = _module_device(loaded.module)
     x = msi.tensor.to(device)
-
     def resolver(output: torch.Tensor) -> ResolvedTarget:
         output = _checked_output(output)
         resolved = resolve_target(output, x, loaded.spec, target, region_model, reduce)
@@ -118,12 +118,16 @@ def explain_iter(
         return resolved
 
     with _eval_mode(loaded.module):
-        # A one-pass method resolves the target from its own first pass (with
-        # gradients on); every other method gets it from one pass here.
-        resolved = None if method_spec.one_pass else resolver(_forward_once(loaded.module, x))
+        windows = windowed_model(loaded, x, budget)
+        if windows is not None:  # the spec's sliding windows: the output and the target from the windows that need it
+            resolved = windows.resolve(loaded.spec, target, region_model, reduce)
+        else:
+            # A one-pass method resolves the target from its own first pass (with
+            # gradients on); every other method gets it from one pass here.
+            resolved = None if method_spec.one_pass else resolver(_forward_once(loaded.module, x))
         if loaded.max_batch is None and loaded.kind == "export":
-            loaded.max_batch = _probe_max_batch(loaded.module, x)
-        ctx = MethodContext(loaded, x, resolved, budget, resolver=resolver)
+            loaded.max_batch = _probe_max_batch(loaded.module, x if windows is None else windows.probe_input())
+        ctx = MethodContext(loaded, x, resolved, budget, resolver=resolver, windows=windows)
         t_method = time.perf_counter()
         values = yield from method_spec.run(ctx, checked)
         t_back = time.perf_counter()

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..budget import BatchPlanner, activation_bytes
+from ..budget import BatchPlanner, activation_bytes, gradient_budget
 from ..errors import MethodError, ModelError, XAIError
 from ..models.loading import LoadedModel
 from ..targets import ResolvedTarget
@@ -49,6 +49,10 @@ class MethodContext:
     resolver : callable, optional
         ``resolver(output) -> ResolvedTarget`` for an unresolved target; it
         checks the output and records the score on the unperturbed input.
+    windows : WindowedModel, optional
+        Set when the spec runs the network by sliding windows: scores and
+        gradients then run window by window (``_windows.py``), and methods that
+        need the whole network at once (``module``) refuse.
     """
 
     model: LoadedModel
@@ -57,11 +61,31 @@ class MethodContext:
     budget_mb: int
     checks: dict[str, Any] = field(default_factory=dict)
     resolver: Callable[[torch.Tensor], ResolvedTarget] | None = None
+    windows: Any = None
     _activation_bytes: int | None = None
 
     @property
     def module(self) -> nn.Module:
+        """The network, for methods that run it on the whole input.
+
+        Raises
+        ------
+        MethodError
+            The model runs by sliding windows and the method does not.
+        """
+        if self.windows is not None:
+            raise MethodError(
+                "This model runs by sliding windows (its spec's sliding_window), and this method needs the whole "
+                "network at once: it does not run window by window.",
+                "Use a method that does: vanilla gradient, input x gradient, integrated gradients, SmoothGrad, "
+                "Grad-CAM, occlusion, RISE, LIME, KernelSHAP or HiPe.",
+            )
         return self.model.module
+
+    @property
+    def probe_input(self) -> torch.Tensor:
+        """An input the network takes as it is: the whole input, or one window's."""
+        return self.windows.probe_input() if self.windows is not None else self.x
 
     @property
     def spatial_shape(self) -> tuple[int, ...]:
@@ -72,7 +96,14 @@ class MethodContext:
         return self.x.ndim - 2
 
     def planner(self, gradients: bool) -> BatchPlanner:
-        """A batch planner for forward-only or gradient passes under the budget."""
+        """A batch planner for forward-only or gradient passes under the budget.
+
+        With sliding windows a sample is a whole volume (its copy, mask and
+        gradient); the windows' own work is sized by the windowed model, and
+        gradient samples go one at a time.
+        """
+        if self.windows is not None:
+            return BatchPlanner(3 * self.x.numel() * self.x.element_size(), self.budget_mb, 1 if gradients else self.model.max_batch)
         if self._activation_bytes is None:
             measured = activation_bytes(self.module, self.x) if self.model.takes_hooks else None
             self._activation_bytes = measured if measured is not None else UNMEASURED_ACTIVATION_FACTOR * self.x.numel() * 4
@@ -104,6 +135,8 @@ class MethodContext:
 
     def scores(self, xb: torch.Tensor) -> torch.Tensor:
         """Target scores ``(N,)`` for a batch, without autograd."""
+        if self.windows is not None:
+            return self.windows.scores(xb)
         with torch.inference_mode():
             out = self.forward(xb)
             return self.resolve_from(out).score(out).float()
@@ -115,8 +148,12 @@ class MethodContext:
         ------
         MethodError
             The score does not depend differentiably on the input.
+        MemoryBudgetError
+            The pass keeps more than the budget for its backward pass.
         """
-        with torch.enable_grad():
+        if self.windows is not None:
+            return self.windows.gradients(xb)
+        with torch.enable_grad(), gradient_budget(self.budget_mb, self.model.module):
             # a leaf that requires grad; x itself is never modified (detach shares storage, no copy)
             xg = xb.detach().requires_grad_(True)
             out = self.forward(xg)

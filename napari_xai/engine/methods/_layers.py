@@ -10,6 +10,7 @@ import torch.nn as nn
 
 from ..errors import MethodError
 from ..registry import ParamSpec
+from ..budget import gradient_budget
 from ._context import MethodContext, not_differentiable
 
 #: The ``layer`` parameter every class activation method takes.
@@ -43,12 +44,12 @@ def find_cam_layer(ctx: MethodContext, requested: str) -> str:
 
         return hook
 
-    for name, module in ctx.module.named_modules():
+    for name, module in ctx.model.module.named_modules():
         if name:
             handles.append(module.register_forward_hook(make_hook(name)))
     try:
         with torch.inference_mode():
-            ctx.module(ctx.x)
+            ctx.model.module(ctx.probe_input)  # one window of a sliding-window model has the same layers
     finally:
         for h in handles:
             h.remove()
@@ -103,7 +104,8 @@ def activation_and_gradient(ctx: MethodContext, name: str) -> tuple[torch.Tensor
     """
     # The layer's output becomes the leaf the gradient is taken for, so the
     # backward never runs below the layer (nor into the input).
-    with capture_activation(ctx.model.get_layer(name), leaf=True) as store, torch.enable_grad():
+    layer = ctx.model.get_layer(name)
+    with capture_activation(layer, leaf=True) as store, torch.enable_grad(), gradient_budget(ctx.budget_mb, ctx.model.module):
         out = ctx.forward(ctx.x)
         if "activation" not in store:
             raise MethodError(f"The layer {name!r} was not run by the model's forward pass.", "Choose a layer the model uses.")

@@ -45,6 +45,10 @@ def _run(ctx: MethodContext, params: dict[str, Any]) -> Generator[Progress, None
     name = find_cam_layer(ctx, params["layer"])
     ctx.checks["layer"] = name
     yield Progress(0, 1, f"Grad-CAM on layer {name}")
+    if ctx.windows is not None:  # activations stitched from the windows (methods/_windows.py)
+        cam = ctx.windows.grad_cam(ctx.model.get_layer(name), params["relu"])
+        yield Progress(1, 1, "Grad-CAM: done")
+        return cam.cpu().numpy()
     act, grad, _ = activation_and_gradient(ctx, name)
     cam = upsample(grad_cam_map(act, grad, params["relu"]), ctx.spatial_shape)
     yield Progress(1, 1, "Grad-CAM: done")

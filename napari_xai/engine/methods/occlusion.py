@@ -57,19 +57,22 @@ def _run(ctx: MethodContext, params: dict[str, Any]) -> Generator[Progress, None
     total = torch.zeros(shape, dtype=torch.float64)
     count = torch.zeros(shape, dtype=torch.float64)
     planner = ctx.planner(gradients=False)
-    tape, info = _incremental_tape(ctx, params["incremental"])
+    tape, info = _incremental_tape(ctx, params["incremental"]) if ctx.windows is None else (None, None)
     for lo, hi in batches(len(starts), planner):
         chunk = starts[lo:hi]
         boxes = [tuple(slice(s, s + w) for s, w in zip(start, window)) for start in chunk]
-        if tape is not None:
-            scores = _incremental_scores(ctx, tape, chunk, window, fill)
-            if lo == 0:
-                tape = _verify(ctx, tape, info, boxes, scores, fill)
-                if tape is None:
-                    scores = _full_scores(ctx, boxes, fill)
+        if ctx.windows is not None:  # only the windows that hold the patch run again
+            diffs = ctx.windows.occlusion_drops(boxes, fill)
         else:
-            scores = _full_scores(ctx, boxes, fill)
-        diffs = (f_x - scores).double().cpu()
+            if tape is not None:
+                scores = _incremental_scores(ctx, tape, chunk, window, fill)
+                if lo == 0:
+                    tape = _verify(ctx, tape, info, boxes, scores, fill)
+                    if tape is None:
+                        scores = _full_scores(ctx, boxes, fill)
+            else:
+                scores = _full_scores(ctx, boxes, fill)
+            diffs = (f_x - scores).double().cpu()
         for d, box in zip(diffs, boxes):
             total[box] += d
             count[box] += 1
