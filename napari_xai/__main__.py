@@ -9,9 +9,44 @@ event loop.
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
 import sys
 import time
 from pathlib import Path
+
+#: Printed instead of Qt's abort (signal 6) when there is no screen to open napari on.
+NO_DISPLAY_MESSAGE = """python -m napari_xai: there is no display to open napari's window on (DISPLAY and WAYLAND_DISPLAY are unset).
+Fix: run it on a desktop, or under a virtual screen:
+    xvfb-run -a python -m napari_xai --run --screenshot shot.png --no-show
+or explain headless, writing maps and figures to files:
+    napari-xai-explain --sample --out demo_output"""
+
+
+def display_missing(environ: dict[str, str] | None = None, platform: str | None = None) -> bool:
+    """True on Linux/BSD when Qt would find no screen: no X11 or Wayland display and no headless Qt platform chosen."""
+    env = os.environ if environ is None else environ
+    platform = sys.platform if platform is None else platform
+    if platform.startswith(("win", "darwin", "cygwin")):
+        return False
+    if env.get("QT_QPA_PLATFORM", "").split(":")[0] in ("offscreen", "minimal", "vnc", "eglfs", "linuxfb"):
+        return False
+    return not (env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
+
+
+def prefer_supported_qt(environ: dict[str, str] | None = None) -> None:
+    """Pick PyQt6 (else PySide6) for qtpy when the user has not chosen: napari 0.9 deprecates its PyQt5 backend.
+
+    qtpy tries PyQt5 first when several bindings are installed; ``QT_API``
+    set by the user is left alone.
+    """
+    env = os.environ if environ is None else environ
+    if env.get("QT_API"):
+        return
+    for module, api in (("PyQt6", "pyqt6"), ("PySide6", "pyside6")):
+        if importlib.util.find_spec(module) is not None:
+            env["QT_API"] = api
+            return
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,15 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if display_missing():
+        print(NO_DISPLAY_MESSAGE, file=sys.stderr)
+        return 2
+    prefer_supported_qt()
     import napari
-
-    if args.screenshot is not None:  # keep napari's one-off PyQt5 toast out of documentation screenshots
-        try:
-            import napari._qt.qt_main_window as _qmw
-
-            _qmw.SHOW_QT_WARNING = False
-        except (ImportError, AttributeError):
-            pass
 
     from napari_xai._napari import _logic
 
@@ -55,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         widget.status.setText("No sample model found: open a model file under 'model'.")
     if args.method:
         widget.set_method(args.method)
+    _fit_when_shown(viewer)
     if args.run or args.compare:
         from qtpy.QtWidgets import QApplication
 
@@ -75,15 +107,10 @@ def main(argv: list[str] | None = None) -> int:
             print("figure:", widget.export(args.figure, "orthogonal"))
     if args.screenshot:
         viewer.window._qt_window.resize(1500, 950)
-        from qtpy.QtWidgets import QApplication
-
-        for _ in range(20):
-            QApplication.processEvents()
-            time.sleep(0.02)
-        viewer.reset_view()
-        for _ in range(10):
-            QApplication.processEvents()
-            time.sleep(0.02)
+        _settle()
+        if not (args.run or args.compare):
+            viewer.reset_view()  # after a run the view keeps its peak and the grid
+        _settle()
         args.screenshot.parent.mkdir(parents=True, exist_ok=True)
         viewer.screenshot(str(args.screenshot), canvas_only=False, flash=False)
         print("screenshot:", args.screenshot)
@@ -92,6 +119,28 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     napari.run()
     return 0
+
+
+def _settle(rounds: int = 20) -> None:
+    """Let Qt lay out and paint (the canvas gets its final size only once the window is shown)."""
+    from qtpy.QtWidgets import QApplication
+
+    for _ in range(rounds):
+        QApplication.processEvents()
+        time.sleep(0.02)
+
+
+def _fit_when_shown(viewer) -> None:
+    """Fit the scan to the canvas once the window (with the docked widget) has its size.
+
+    The sample is opened before the widget is docked, and docking narrows the
+    canvas: fitted at open time, the brain's sides touch or leave the canvas.
+    """
+    from qtpy.QtCore import QTimer
+
+    _settle(5)
+    viewer.reset_view()
+    QTimer.singleShot(300, viewer.reset_view)  # once more after the window manager's first resize
 
 
 if __name__ == "__main__":

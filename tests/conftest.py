@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
+# napari (through qtpy) must use the binding pytest-qt uses (pyproject's qt_api):
+# PyQt6, as the `napari` extra installs; qtpy would try PyQt5 first where both are installed.
+os.environ.setdefault("QT_API", "pyqt6")
+
+import numpy as np  # noqa: E402
 import pytest
 import SimpleITK as sitk
 import torch

@@ -141,7 +141,7 @@ def napari_colormap(name: str) -> Any:
     t = np.linspace(0.0, 1.0, 257)
     colors = np.asarray(colormaps[name](t))
     colors[:, 3] = np.clip(np.abs(2 * t - 1) / 0.35, 0.0, 1.0) ** 0.8
-    return Colormap(colors=colors, controls=t, name=name + TRANSPARENT_ZERO, display_name=f"{name} (transparent zero)")
+    return Colormap(colors=colors, controls=t, name=name + TRANSPARENT_ZERO, display_name=f"{name} (clear 0)")
 
 
 def attribution_from_layer(layer: Any) -> Attribution:

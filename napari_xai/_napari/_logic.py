@@ -36,7 +36,7 @@ from napari_xai.engine import predict as engine_predict
 from napari_xai.engine.estimate import Estimate, format_seconds
 from napari_xai.engine.estimate import estimate as engine_estimate
 from napari_xai.engine.display import display_settings
-from napari_xai.engine.overlay import render_overlay
+from napari_xai.engine.overlay import PRINT_DPI, add_colorbar, caption_lines, render_overlay
 from napari_xai.engine.registry import FAMILIES
 
 from ._layers import PROVENANCE_KEY, attribution_from_layer, result_layer_kwargs, scan_from_layer
@@ -152,8 +152,29 @@ def methods_by_family() -> list[tuple[str, list[MethodSpec]]]:
 
 
 def method_help(spec: MethodSpec) -> str:
-    """One line for the method's help label: summary, then the reference."""
-    return f"{spec.summary} ({spec.reference})" if spec.reference else spec.summary
+    """The method's help label: summary, then the paper (authors, title, venue, year) a user can look up."""
+    return f"{spec.summary}\n{spec.citation}" if spec.citation else spec.summary
+
+
+def ready_message(image: str | None, model: Any, method: str | None, prediction: Prediction | None) -> str:
+    """The idle status line: what is still to choose, else what Run will explain."""
+    if image is None:
+        return "Open a scan (File > Open, or File > Open Sample > napari-xai), then press Run."
+    if model is None:
+        return "Choose a model (a sample, or 'Open model file…'), then press Run."
+    title = get_method_title(method)
+    decided = f" The model says {prediction.describe().removeprefix('predicted: ')}." if prediction is not None else ""
+    return f"Ready: press Run to explain {image!r} with {title}.{decided}"
+
+
+def get_method_title(name: str | None) -> str:
+    """Display name of a registered method (the name itself if unknown)."""
+    from napari_xai.engine import get_method
+
+    try:
+        return get_method(name).title if name else "the chosen method"
+    except Exception:
+        return str(name)
 
 
 def param_widget_options(p: ParamSpec) -> dict[str, Any]:
@@ -382,16 +403,16 @@ def format_checks(checks: dict[str, Any]) -> list[str]:
     return lines
 
 
-def summary_line(attribution: Attribution) -> str:
-    """Status line after a run: name, score, time, checks."""
+def summary_line(attribution: Attribution, checks: bool = True) -> str:
+    """Status line after a run: name, probability and raw score, time, and (with ``checks``) the checks."""
     t = attribution.timings.get("total_s")
-    score = attribution.target.get("score")
     parts = [attribution.name]
-    if isinstance(score, (int, float)) and np.isfinite(score):
-        parts.append(f"model output {score:.3g}")
+    if attribution.score_text():
+        parts.append(attribution.score_text())
     if t is not None:
         parts.append(f"{t:.1f} s")
-    parts += format_checks(attribution.checks)
+    if checks:
+        parts += format_checks(attribution.checks)
     return "; ".join(parts)
 
 
@@ -530,8 +551,12 @@ def find_source_layer(viewer: Any, result: Any) -> Any:
     )
 
 
-def export_figure(viewer: Any, result: Any, path: str | os.PathLike, layout: str = "orthogonal", *, dpi: int = 120) -> Path:
+def export_figure(viewer: Any, result: Any, path: str | os.PathLike, layout: str = "orthogonal", *, dpi: int = PRINT_DPI, mask: np.ndarray | None = None, mask_label: str = "region") -> Path:
     """Write a PNG/PDF of a result layer over its scan, with colour bar and caption.
+
+    The colour limits are the layer's own contrast limits (so a user sets
+    them in napari's layer controls); the caption says when they differ from
+    the default.
 
     Parameters
     ----------
@@ -543,6 +568,12 @@ def export_figure(viewer: Any, result: Any, path: str | os.PathLike, layout: str
     layout : {"current view", "orthogonal", "montage"}
         The canvas as shown now; axial/coronal/sagittal slices through the
         viewer's current position; or an axial slice montage.
+    dpi : int
+        Resolution (default 300, for print).
+    mask : numpy.ndarray, optional
+        Boolean mask on the scan grid (e.g. the region Labels layer), drawn as an outline.
+    mask_label : str
+        What the mask is, for the caption.
 
     Returns
     -------
@@ -551,16 +582,20 @@ def export_figure(viewer: Any, result: Any, path: str | os.PathLike, layout: str
     if layout not in EXPORT_LAYOUTS:
         raise ValueError(f"layout must be one of {EXPORT_LAYOUTS}, not {layout!r}")
     attribution = attribution_from_layer(result)
+    limits = tuple(float(v) for v in result.contrast_limits)
+    user_limits = not np.allclose(limits, display_settings(attribution.values, attribution.sign).contrast_limits, rtol=1e-4)
     if layout == "current view":
         shot = viewer.screenshot(canvas_only=True, flash=False)
-        return compose_view_figure(shot, attribution, path, colormap=result.colormap, contrast_limits=tuple(result.contrast_limits), dpi=dpi)
+        return compose_view_figure(shot, attribution, path, colormap=result.colormap, contrast_limits=limits, dpi=dpi, user_limits=user_limits)
     source = find_source_layer(viewer, result)
     scan = scan_from_layer(source)
     center = None
     if layout == "orthogonal" and attribution.values.ndim == 3:
         idx = np.round(np.asarray(source.world_to_data(viewer.dims.point))[-3:]).astype(int)
         center = tuple(int(np.clip(i, 0, s - 1)) for i, s in zip(idx, attribution.values.shape))
-    return render_overlay(scan, attribution, path, layout=layout, center=center, dpi=dpi)
+    if mask is not None and np.shape(mask) != attribution.values.shape:
+        mask = None  # a region drawn on another grid cannot be outlined here
+    return render_overlay(scan, attribution, path, layout=layout, center=center, dpi=dpi, limits=limits if user_limits else None, mask=mask, mask_label=mask_label)
 
 
 def report_layers(viewer: Any, result: Any) -> list[Any]:
@@ -591,37 +626,43 @@ def export_report(viewer: Any, result: Any, path: str | os.PathLike) -> Any:
 
 
 def compose_view_figure(
-    shot: np.ndarray, attribution: Attribution, path: str | os.PathLike, *, colormap: Any = None, contrast_limits: tuple[float, float] | None = None, dpi: int = 120
+    shot: np.ndarray,
+    attribution: Attribution,
+    path: str | os.PathLike,
+    *,
+    colormap: Any = None,
+    contrast_limits: tuple[float, float] | None = None,
+    dpi: int = PRINT_DPI,
+    user_limits: bool = False,
 ) -> Path:
     """The canvas screenshot with a colour bar for the map and the caption, as in :func:`render_overlay`."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.colors import ListedColormap, Normalize
+    from matplotlib.colors import ListedColormap
     from matplotlib.figure import Figure
 
     settings = display_settings(attribution.values, attribution.sign)
-    lo, hi = contrast_limits or settings.contrast_limits
+    limits = tuple(contrast_limits or settings.contrast_limits)
     if colormap is not None and hasattr(colormap, "colors"):
         cmap = ListedColormap(np.asarray(colormap.map(np.linspace(0, 1, 256)))[:, :3])
     else:
         from matplotlib import colormaps
 
         cmap = colormaps[settings.colormap]
+    lines = [piece for line in caption_lines(attribution, limits, user_limits=user_limits) for piece in textwrap.wrap(line, 120)]
     h, w = shot.shape[:2]
     fig_w = 7.0
-    fig_h = fig_w * h / w * 0.9 + 1.2
+    shot_h = fig_w * 0.86 * h / w
+    caption_h = 0.13 * len(lines) + 0.15
+    fig_h = 0.45 + shot_h + caption_h
     fig = Figure(figsize=(fig_w, fig_h), dpi=dpi, facecolor="black")
     FigureCanvasAgg(fig)
-    ax = fig.add_axes([0.01, 0.16, 0.86, 0.76])
+    ax = fig.add_axes((0.01, caption_h / fig_h, 0.86, shot_h / fig_h))
     ax.imshow(shot)
     ax.set_axis_off()
-    cax = fig.add_axes([0.89, 0.2, 0.025, 0.68])
-    from matplotlib.cm import ScalarMappable
-
-    fig.colorbar(ScalarMappable(norm=Normalize(lo, hi), cmap=cmap), cax=cax)
-    cax.yaxis.set_tick_params(color="white", labelcolor="white", labelsize=8)
-    cax.set_ylabel(f"{attribution.method_title} attribution", color="white", fontsize=8)
-    fig.suptitle(f"{attribution.method_title}: {attribution.target.get('description', '')}", color="white", fontsize=11)
-    fig.text(0.02, 0.02, "\n".join(textwrap.wrap(attribution.caption(), 110)), color="white", fontsize=7.5, va="bottom")
+    cax = fig.add_axes((0.89, (caption_h + 0.1 * shot_h) / fig_h, 0.025, 0.8 * shot_h / fig_h))
+    add_colorbar(fig, cax, attribution, attribution.values, limits, cmap)
+    fig.suptitle(f"{attribution.method_title}: {attribution.target.get('description', '')}", color="white", fontsize=10, y=1 - 0.08 / fig_h, va="top")
+    fig.text(0.02, 0.08 / fig_h, "\n".join(lines), color="white", fontsize=6.5, va="bottom", linespacing=1.3)
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(p, facecolor="black")

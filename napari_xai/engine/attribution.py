@@ -134,6 +134,29 @@ class Attribution:
             metrics=dict(prov.get("metrics", {})),
         )
 
+    def score_text(self) -> str:
+        """The target's score in words, e.g. ``p(lesion) = 0.99; raw score (logit) 17.8``.
+
+        Classification: the class's softmax probability, then the raw output
+        labelled as such. Segmentation: the reduced logits over the region.
+        Empty when no score was recorded.
+        """
+        t = self.target
+        score = t.get("score")
+        label = t.get("label") or (f"class {t['class_index']}" if t.get("class_index") is not None else "output")
+        parts = []
+        if isinstance(t.get("probability"), (int, float)):
+            p = float(t["probability"])
+            parts.append(f"p({label}) " + ("> 0.999" if p > 0.999 else "< 0.001" if p < 0.001 else f"= {p:.3f}"))
+        if isinstance(score, (int, float)) and np.isfinite(score):
+            if t.get("task") == "segmentation":
+                parts.append(f"raw score ({t.get('reduce', 'sum')} of {label} logits over the region) {score:.4g}")
+            elif t.get("task") == "regression":
+                parts.append(f"raw output {score:.4g}")
+            else:
+                parts.append(f"raw score (logit) {score:.3g}")
+        return "; ".join(parts)
+
     def caption(self) -> str:
         """One line for a figure: model, method, target, parameters."""
         params = ", ".join(f"{k}={v}" for k, v in self.params.items() if v != "")

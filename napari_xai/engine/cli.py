@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-metrics", action="store_true", help="report: skip the engine's evaluation in the trust table (keep the methods' own checks)")
     parser.add_argument("--dicom", action="store_true", help="DICOM series inputs: also write each map as a DICOM Parametric Map (highdicom)")
     parser.add_argument("--dicom-overlay", action="store_true", help="with --dicom: also the overlay as a Secondary Capture series")
+    parser.add_argument("--limits", nargs=2, type=float, metavar=("LOW", "HIGH"), help="colour limits of the overlay figures (default: from the map's values)")
+    parser.add_argument("--outline", help="mask image on the scan's grid drawn as an outline on the figures (default: the region; with --sample, the sample's lesions)")
+    parser.add_argument("--dpi", type=int, default=300, help="resolution of the overlay figures (default 300, for print)")
     parser.add_argument("--memory-budget-mb", type=int, help="working memory per batch")
     parser.add_argument("--trust-pickle", action="store_true", help="allow a pickled whole-model file (runs code from the file: only for files you trust)")
     parser.add_argument("--trust-bundle-code", action="store_true", help="MONAI bundle: parse the whole config, running its expressions and scripts/ (only for bundles you trust)")
@@ -128,6 +131,7 @@ def _run(args: argparse.Namespace) -> int:
             raise ImageError(f"--dicom needs DICOM series folders as --image; {not_dicom[0]} is not one.", "Drop --dicom for NIfTI/NRRD/MHA scans, or give the series folder.")
     model = load_model(model_path, trust_pickle=args.trust_pickle, **model_options(args))
     region = read_image(args.region).array.astype(bool) if args.region else None
+    outline, outline_label = _outline(args, region)
     params = dict(args.param)
     out = Path(args.out)
     print(f"model: {model.name} ({model.kind}, weights sha256 {model.identity[:12]})")
@@ -140,22 +144,32 @@ def _run(args: argparse.Namespace) -> int:
             if args.sample:
                 own = {**SAMPLE_PARAMS.get(name, {}), **own}
             t0 = time.perf_counter()
-            attribution = explain(
-                model,
-                scan,
-                name,
-                target=args.target,
-                region=region,
-                reduce=args.reduce,
-                memory_budget_mb=args.memory_budget_mb,
-                on_progress=_progress_printer(f"{scan.name} / {spec.title}"),
-                **own,
-            )
+            bar = ProgressBar(f"{scan.name} / {spec.title}")
+            try:
+                attribution = explain(
+                    model,
+                    scan,
+                    name,
+                    target=args.target,
+                    region=region,
+                    reduce=args.reduce,
+                    memory_budget_mb=args.memory_budget_mb,
+                    on_progress=bar.show,
+                    **own,
+                )
+            finally:
+                bar.close()
             stem = out / f"{scan.name}_{spec.name}"
             map_path = attribution.save(str(stem) + args.format)
-            line = f"\r{scan.name} / {spec.title}: {attribution.target['description']} (score {attribution.target['score']:.3f}) -> {map_path}"
+            line = f"{scan.name} / {spec.title}: {attribution.target['description']} ({attribution.score_text()}) -> {map_path}"
             if not args.no_png:
-                png = render_overlay(scan, attribution, str(stem) + ".png", layout=args.layout)
+                mask = outline if outline is not None and outline.shape == scan.spatial_shape else None
+                if args.outline and mask is None:
+                    raise ImageError(
+                        f"The outline mask {args.outline} has shape {outline.shape}, the scan {scan.name} {scan.spatial_shape}.",
+                        "Give a mask on the scan's own grid (e.g. a segmentation saved from this scan).",
+                    )
+                png = render_overlay(scan, attribution, str(stem) + ".png", layout=args.layout, limits=tuple(args.limits) if args.limits else None, mask=mask, mask_label=outline_label, dpi=args.dpi)
                 line += f", {png.name}"
             if args.dicom or args.dicom_overlay:
                 dicom = write_parametric_map(attribution, image_path, str(stem) + "_pm.dcm", scan=scan, secondary_capture=args.dicom_overlay)
@@ -188,8 +202,44 @@ def _progress_printer(label: str):
     def show(event: Progress) -> None:
         if sys.stdout.isatty():
             print(f"\r{label}: {event.message} ({event.fraction:.0%})", end="", flush=True)
+def _outline(args: argparse.Namespace, region: Any) -> tuple[Any, str]:
+    """The mask outlined on the figures and what it is: --outline, else the region, else the sample's lesions."""
+    if args.outline:
+        return read_image(args.outline).array.astype(bool), f"mask {Path(args.outline).name}"
+    if region is not None:
+        return region, "the explained region"
+    if args.sample and not args.image:
+        from napari_xai.samples import SAMPLE_LESION_MASK
 
-    return show
+        return read_image(SAMPLE_LESION_MASK).array.astype(bool), "the sample's simulated lesions (ground truth)"
+    return None, "mask"
+
+
+class ProgressBar:
+    """One tqdm bar per method run, on stderr; silent when stderr is not a terminal (logs, pipes).
+
+    Parameters
+    ----------
+    label : str
+        Scan and method, shown before the bar.
+    """
+
+    def __init__(self, label: str) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=1000, desc=label, file=sys.stderr, disable=None, leave=False, dynamic_ncols=True, bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}")
+
+    def show(self, event: Progress) -> None:
+        """An engine progress event: move the bar to its fraction, show its message."""
+        n = int(1000 * event.fraction)
+        if n > self._bar.n:
+            self._bar.update(n - self._bar.n)
+        if event.message:
+            self._bar.set_postfix_str(event.message[-60:], refresh=False)
+
+    def close(self) -> None:
+        """Remove the bar (the result line replaces it)."""
+        self._bar.close()
 
 
 if __name__ == "__main__":

@@ -115,6 +115,8 @@ def explain_iter(
         output = _checked_output(output)
         resolved = resolve_target(output, x, loaded.spec, target, region_model, reduce)
         resolved.score_value = float(resolved.score(output)[0])
+        if resolved.task == "classification" and output.ndim == 2 and output.shape[1] > 1:
+            resolved.probability = float(torch.softmax(output[0].detach().double(), dim=0)[resolved.class_index])
         return resolved
 
     with _eval_mode(loaded.module):

@@ -1,28 +1,47 @@
-"""Overlay figures for reports: the map over the scan, with a colour bar and a caption.
+"""Overlay figures for reports: the map over the scan, with a colour bar, a scale bar and a caption.
 
 Rendered with matplotlib's object API on the Agg canvas (no pyplot state), so
-hosts can call it from any thread.
+hosts can call it from any thread. Every panel has the same size and the same
+millimetre scale (one scale bar reads for all), voxels are drawn at their
+physical aspect, the colour bar shows where it clips (arrows, and the map's
+true range in the caption), and a mask (a lesion, the explained region) can be
+drawn as an outline.
 """
 
 from __future__ import annotations
 
+import datetime
 import os
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
+from scipy import ndimage
 
 from .attribution import Attribution
-from .display import display_settings
+from .display import clipped_ends, display_settings, limit_rule
 from .image import ScanImage
 
 #: Voxels below this fraction of the contrast limit are left transparent.
 TRANSPARENT_BELOW = 0.15
+#: Default resolution: print quality.
+PRINT_DPI = 300
+#: Side of one (square) panel, inches.
+PANEL_INCHES = 2.6
+#: Colour of the mask outline.
+OUTLINE_COLOR = "#00e5ff"
+#: Caption font size (points) and the line height it needs (inches).
+CAPTION_PT = 6.5
+_CAPTION_LINE_IN = CAPTION_PT * 1.45 / 72
+#: Shown on figures of the bundled sample models.
+NOT_CLINICAL = "Sample model for demonstration only: not for clinical use."
 
 
 def _to_lps(arr: np.ndarray, scan: ScanImage) -> tuple[np.ndarray, tuple[float, float, float]]:
@@ -48,6 +67,16 @@ def _peak_index(values: np.ndarray, sign: str) -> tuple[int, ...]:
     return tuple(int(i) for i in nearest)
 
 
+@dataclass
+class _Panel:
+    title: str
+    base: np.ndarray
+    values: np.ndarray
+    mask: np.ndarray | None
+    size_mm: tuple[float, float]  # (width, height) of the slice
+    letters: tuple[str, str, str, str]  # top, bottom, left, right
+
+
 def render_overlay(
     scan: ScanImage,
     attribution: Attribution,
@@ -56,9 +85,13 @@ def render_overlay(
     layout: str = "orthogonal",
     slices: int = 9,
     center: tuple[int, ...] | None = None,
-    dpi: int = 120,
+    dpi: int = PRINT_DPI,
+    limits: tuple[float, float] | None = None,
+    mask: np.ndarray | None = None,
+    mask_label: str = "mask",
+    date: datetime.date | None = None,
 ) -> Path:
-    """Write a PNG/PDF of the map over the scan.
+    """Write a PNG/PDF of the map over the scan (the figure of :func:`overlay_figure`).
 
     Parameters
     ----------
@@ -76,67 +109,235 @@ def render_overlay(
     center : tuple of int, optional
         ``(z, y, x)`` voxel the orthogonal views pass through; default: the map's peak.
     dpi : int
-        Resolution.
+        Resolution (default 300, for print).
+    limits : tuple of float, optional
+        Colour limits ``(low, high)``; default: ``(0, p)`` for a non-negative
+        map, ``(-p, p)`` for a signed one, ``p`` from
+        :func:`~napari_xai.engine.display.default_limit`. Values beyond them
+        are clipped, which the colour bar's arrows show.
+    mask : numpy.ndarray, optional
+        Boolean mask on the scan grid (a lesion, the explained region), drawn
+        as an outline.
+    mask_label : str
+        What the mask is, for the caption.
+    date : datetime.date, optional
+        Date printed in the caption (default: today, UTC).
 
     Returns
     -------
     Path
     """
-    base = scan.channels_first()[0]
-    values = attribution.values
-    if base.shape != values.shape:
-        raise ValueError(f"scan grid {base.shape} and map grid {values.shape} differ")
-    settings = display_settings(values, attribution.sign)
-    norm = Normalize(*settings.contrast_limits)
-    cmap = _colormap(settings.colormap)
-    lo, hi = np.percentile(base, [0.5, 99.5])
-    panels: list[tuple[str, np.ndarray, np.ndarray, float, tuple[str, str, str, str]]] = []
-    if base.ndim == 2:
-        sy, sx = scan.geometry.spacing[1], scan.geometry.spacing[0]
-        panels.append(("image", base, values, sy / sx, ("", "", "", "")))
-    else:
-        b, sp = _to_lps(base, scan)
-        v, _ = _to_lps(values, scan)
-        sx, sy, sz = sp
-        z, y, x = _lps_center(center, scan, values, attribution.sign, v)
-        if layout == "montage":
-            nz = np.flatnonzero(np.abs(v).reshape(v.shape[0], -1).max(axis=1) > 0) if np.abs(v).max() > 0 else np.arange(v.shape[0])
-            picks = np.unique(np.linspace(nz.min(), nz.max(), min(slices, len(nz))).round().astype(int))
-            for k in picks:
-                panels.append((f"axial {k}", b[k], v[k], sy / sx, ("A", "P", "R", "L")))
-        else:
-            panels.append((f"axial (z={z})", b[z], v[z], sy / sx, ("A", "P", "R", "L")))
-            panels.append((f"coronal (y={y})", b[::-1, y, :], v[::-1, y, :], sz / sx, ("S", "I", "R", "L")))
-            panels.append((f"sagittal (x={x})", b[::-1, :, x], v[::-1, :, x], sz / sy, ("S", "I", "A", "P")))
-    cols = min(len(panels), 5)
-    rows = -(-len(panels) // cols)
-    fig = Figure(figsize=(3.2 * cols + 1.0, 3.4 * rows + 1.0), dpi=dpi, facecolor="black")
-    FigureCanvasAgg(fig)
-    grid = fig.add_gridspec(rows, cols + 1, width_ratios=[1] * cols + [0.06], left=0.02, right=0.92, top=0.92, bottom=0.16, wspace=0.05)
-    for i, (title, b_slice, v_slice, aspect, letters) in enumerate(panels):
-        ax = fig.add_subplot(grid[i // cols, i % cols])
-        ax.imshow(b_slice, cmap="gray", vmin=lo, vmax=hi, aspect=aspect, interpolation="nearest")
-        rgba = cmap(norm(v_slice))
-        rgba[..., 3] = np.where(np.abs(v_slice) >= TRANSPARENT_BELOW * settings.contrast_limits[1], 0.65, 0.0)
-        ax.imshow(rgba, aspect=aspect, interpolation="nearest")
-        ax.set_title(title, color="white", fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        top, bottom, left, right = letters
-        for text, xy, ha, va in ((top, (0.5, 0.98), "center", "top"), (bottom, (0.5, 0.02), "center", "bottom"), (left, (0.02, 0.5), "left", "center"), (right, (0.98, 0.5), "right", "center")):
-            if text:
-                ax.text(*xy, text, transform=ax.transAxes, color="yellow", fontsize=8, ha=ha, va=va)
-    cax = fig.add_subplot(grid[:, cols])
-    fig.colorbar(_mappable(cmap, norm), cax=cax)
-    cax.yaxis.set_tick_params(color="white", labelcolor="white", labelsize=8)
-    cax.set_ylabel(f"{attribution.method_title} attribution", color="white", fontsize=8)
-    fig.suptitle(f"{attribution.method_title}: {attribution.target.get('description', '')}", color="white", fontsize=11)
-    caption = "\n".join(textwrap.wrap(attribution.caption(), width=int(28 * cols + 20)))
-    fig.text(0.02, 0.02, caption, color="white", fontsize=7.5, va="bottom")
+    fig = overlay_figure(scan, attribution, layout=layout, slices=slices, center=center, dpi=dpi, limits=limits, mask=mask, mask_label=mask_label, date=date)
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(p, facecolor="black")
     return p
+
+
+def overlay_figure(
+    scan: ScanImage,
+    attribution: Attribution,
+    *,
+    layout: str = "orthogonal",
+    slices: int = 9,
+    center: tuple[int, ...] | None = None,
+    dpi: int = PRINT_DPI,
+    limits: tuple[float, float] | None = None,
+    mask: np.ndarray | None = None,
+    mask_label: str = "mask",
+    date: datetime.date | None = None,
+) -> Figure:
+    """The overlay as a matplotlib :class:`~matplotlib.figure.Figure` on an Agg canvas (e.g. a page of a PDF report).
+
+    Parameters are those of :func:`render_overlay`. The figure's axes are the
+    panels (in order), then the colour bar.
+    """
+    base = scan.channels_first()[0]
+    values = attribution.values
+    if base.shape != values.shape:
+        raise ValueError(f"scan grid {base.shape} and map grid {values.shape} differ")
+    if mask is not None:
+        mask = np.asarray(mask).astype(bool)
+        if mask.shape != values.shape:
+            raise ValueError(f"mask grid {mask.shape} and map grid {values.shape} differ")
+    settings = display_settings(values, attribution.sign, limits)
+    panels = _panels(scan, base, values, mask, attribution.sign, layout, slices, center)
+    cols = min(len(panels), 5)
+    rows = -(-len(panels) // cols)
+    caption = caption_lines(attribution, settings.contrast_limits, user_limits=limits is not None, mask_label=mask_label if mask is not None and mask.any() else None, date=date)
+    wrap = int(cols * PANEL_INCHES * 72 / (CAPTION_PT * 0.55))
+    lines = [piece for line in caption for piece in textwrap.wrap(line, wrap)]
+    if rows > 1:
+        pad = 0.22  # room for the panel titles between rows
+
+    # the layout in inches: title, a row of equal square panels (+ colour bar), caption
+    pad, title_h, bar_w, label_w = 0.08, 0.55, 0.16, 0.75
+    caption_h = len(lines) * _CAPTION_LINE_IN + 0.12
+    width = pad + cols * PANEL_INCHES + (cols - 1) * pad + 0.15 + bar_w + label_w
+    height = title_h + rows * PANEL_INCHES + (rows - 1) * pad + caption_h + pad
+    fig = Figure(figsize=(width, height), dpi=dpi, facecolor="black")
+    FigureCanvasAgg(fig)
+    cmap = _colormap(settings.colormap)
+    norm = Normalize(*settings.contrast_limits)
+    lo, hi = np.percentile(base, [0.5, 99.5])
+    side = max(max(p.size_mm) for p in panels)  # every panel shows the same square of the scan's largest extent
+    bar_mm = _scale_bar_mm(side)
+    for i, panel in enumerate(panels):
+        r, c = divmod(i, cols)
+        left = pad + c * (PANEL_INCHES + pad)
+        bottom = height - title_h - (r + 1) * PANEL_INCHES - r * pad
+        ax = fig.add_axes((left / width, bottom / height, PANEL_INCHES / width, PANEL_INCHES / height))
+        _draw_panel(ax, panel, cmap, norm, settings.contrast_limits, (lo, hi), side, bar_mm)
+    grid_bottom = height - title_h - rows * PANEL_INCHES - (rows - 1) * pad
+    cax = fig.add_axes(((width - label_w - bar_w) / width, (grid_bottom + 0.1) / height, bar_w / width, (rows * PANEL_INCHES - 0.2) / height))
+    add_colorbar(fig, cax, attribution, values, settings.contrast_limits, cmap)
+    fig.suptitle(f"{attribution.method_title}: {attribution.target.get('description', '')}", color="white", fontsize=10, y=1 - 0.08 / height, va="top")
+    fig.text(pad / width, (pad + 0.04) / height, "\n".join(lines), color="white", fontsize=CAPTION_PT, va="bottom", linespacing=1.3)
+    return fig
+
+
+def _panels(scan: ScanImage, base: np.ndarray, values: np.ndarray, mask: np.ndarray | None, sign: str, layout: str, slices: int, center: tuple[int, ...] | None) -> list[_Panel]:
+    if base.ndim == 2:
+        sx, sy = scan.geometry.spacing[0], scan.geometry.spacing[1]
+        ny, nx = base.shape
+        return [_Panel("image", base, values, mask, (nx * sx, ny * sy), ("", "", "", ""))]
+    b, sp = _to_lps(base, scan)
+    v, _ = _to_lps(values, scan)
+    m = _to_lps(mask.astype(np.float32), scan)[0] > 0.5 if mask is not None else None
+    sx, sy, sz = sp
+    nz, ny, nx = b.shape
+    axial, coronal, sagittal = (nx * sx, ny * sy), (nx * sx, nz * sz), (ny * sy, nz * sz)
+    if layout == "montage":
+        nonzero = np.flatnonzero(np.abs(v).reshape(nz, -1).max(axis=1) > 0) if np.abs(v).max() > 0 else np.arange(nz)
+        picks = np.unique(np.linspace(nonzero.min(), nonzero.max(), min(slices, len(nonzero))).round().astype(int))
+        return [_Panel(f"axial {k}", b[k], v[k], m[k] if m is not None else None, axial, ("A", "P", "R", "L")) for k in picks]
+    z, y, x = _lps_center(center, scan, values, sign, v)
+    return [
+        _Panel(f"axial (z={z})", b[z], v[z], m[z] if m is not None else None, axial, ("A", "P", "R", "L")),
+        _Panel(f"coronal (y={y})", b[::-1, y, :], v[::-1, y, :], m[::-1, y, :] if m is not None else None, coronal, ("S", "I", "R", "L")),
+        _Panel(f"sagittal (x={x})", b[::-1, :, x], v[::-1, :, x], m[::-1, :, x] if m is not None else None, sagittal, ("S", "I", "A", "P")),
+    ]
+
+
+def _draw_panel(ax: Any, panel: _Panel, cmap: Any, norm: Normalize, limits: tuple[float, float], grey: tuple[float, float], side: float, bar_mm: float) -> None:
+    w, h = panel.size_mm
+    extent = (0.0, w, h, 0.0)  # millimetres; row 0 at the top
+    ax.set_facecolor("black")
+    ax.imshow(panel.base, cmap="gray", vmin=grey[0], vmax=grey[1], extent=extent, interpolation="nearest")
+    rgba = cmap(norm(panel.values))
+    threshold = TRANSPARENT_BELOW * max(abs(limits[0]), abs(limits[1]))
+    rgba[..., 3] = np.where(np.abs(panel.values) >= threshold, 0.65, 0.0)
+    ax.imshow(rgba, extent=extent, interpolation="nearest")
+    if panel.mask is not None and panel.mask.any():
+        rows, cols = panel.mask.shape
+        xs = (np.arange(cols) + 0.5) * w / cols
+        ys = (np.arange(rows) + 0.5) * h / rows
+        ax.contour(xs, ys, panel.mask.astype(float), levels=[0.5], colors=OUTLINE_COLOR, linewidths=0.8)
+    ax.set_xlim(w / 2 - side / 2, w / 2 + side / 2)
+    ax.set_ylim(h / 2 + side / 2, h / 2 - side / 2)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.set_title(panel.title, color="white", fontsize=7, pad=2)
+    top, bottom, left, right = panel.letters  # at the slice's own edges (the panel may be wider than the slice)
+    inset = 0.015 * side
+    for text, xy, ha, va in ((top, (w / 2, inset), "center", "top"), (bottom, (w / 2, h - inset), "center", "bottom"), (left, (inset, h / 2), "left", "center"), (right, (w - inset, h / 2), "right", "center")):
+        if text:
+            ax.text(*xy, text, color="yellow", fontsize=7, ha=ha, va=va)
+    x0 = w / 2 + side / 2 - 0.05 * side - bar_mm
+    y0 = h / 2 + side / 2 - 0.06 * side
+    ax.plot([x0, x0 + bar_mm], [y0, y0], color="white", linewidth=1.5, solid_capstyle="butt")
+    ax.text(x0 + bar_mm / 2, y0 - 0.015 * side, f"{bar_mm:g} mm", color="white", fontsize=6, ha="center", va="bottom")
+
+
+def _scale_bar_mm(side_mm: float) -> float:
+    """A round length near a quarter of the panel's side."""
+    target = side_mm / 4
+    steps = [1, 2, 5, 10, 20, 25, 50, 100, 200, 500]
+    return float(min(steps, key=lambda s: abs(np.log(s / target))))
+
+
+def tick_scale(limits: tuple[float, float]) -> int:
+    """The power of ten the colour bar's ticks are divided by (0 when plain numbers read well)."""
+    top = max(abs(limits[0]), abs(limits[1]))
+    if top <= 0 or not np.isfinite(top):
+        return 0
+    e = int(np.floor(np.log10(top)))
+    return e if e < -2 or e > 3 else 0
+
+
+def add_colorbar(fig: Figure, cax: Any, attribution: Attribution, values: np.ndarray, limits: tuple[float, float], cmap: Any) -> None:
+    """The map's colour bar on ``cax``: arrows where values are clipped, plain tick labels, the scale in the label.
+
+    Shared by :func:`render_overlay` and the hosts' "current view" export.
+    """
+    from matplotlib.cm import ScalarMappable
+
+    e = tick_scale(limits)
+    bar = fig.colorbar(ScalarMappable(norm=Normalize(*limits), cmap=cmap), cax=cax, extend=clipped_ends(values, limits), extendfrac=0.06)
+    bar.formatter = FuncFormatter(lambda v, _pos: f"{v / 10**e:.3g}")
+    bar.update_ticks()
+    bar.outline.set_edgecolor("white")
+    cax.yaxis.set_tick_params(color="white", labelcolor="white", labelsize=7)
+    unit = rf" ($\times 10^{{{e}}}$)" if e else ""
+    cax.set_ylabel(f"{attribution.method_title} attribution{unit}", color="white", fontsize=7)
+
+
+def caption_lines(
+    attribution: Attribution,
+    limits: tuple[float, float],
+    *,
+    user_limits: bool = False,
+    mask_label: str | None = None,
+    date: datetime.date | None = None,
+) -> list[str]:
+    """The caption, one entry per line (before wrapping): what was explained, how, on what, and how it is shown.
+
+    Lines: model, method and target; the target's probability and raw score;
+    the scan's name and the date; the map's true range and the colour
+    limits; the parameters; the mask outline (if any); and, for the bundled
+    sample models, :data:`NOT_CLINICAL`.
+    """
+    v = attribution.values
+    finite = v[np.isfinite(v)]
+    day = (date or datetime.datetime.now(datetime.timezone.utc).date()).isoformat()
+    where = "chosen by the user" if user_limits else limit_rule()
+    clipped = clipped_ends(v, limits) != "neither"
+    lines = [
+        f"Model: {attribution.model.get('name', 'model')} | {attribution.method_title} | target: {attribution.target.get('description', '')}",
+    ]
+    score = attribution.score_text()
+    if score:
+        lines.append(f"Target score on the scan: {score}")
+    version = f" | napari-xai {attribution.package_version}" if attribution.package_version else ""
+    lines.append(f"Scan: {attribution.image_name} | {day}{version}")
+    if finite.size:
+        lines.append(
+            f"Map range {finite.min():.3g} to {finite.max():.3g}; colour limits {limits[0]:.3g} to {limits[1]:.3g} ({where})"
+            + ("; arrows on the colour bar: values beyond the limits are clipped." if clipped else ".")
+        )
+    params = ", ".join(f"{k}={v}" for k, v in attribution.params.items() if v != "")
+    if params:
+        lines.append(f"Parameters: {params}")
+    if mask_label:
+        lines.append(f"Outline: {mask_label} (where a slice cuts it).")
+    if is_sample_model(attribution.model):
+        lines.append(NOT_CLINICAL)
+    return lines
+
+
+def is_sample_model(model: dict[str, Any]) -> bool:
+    """True when an attribution's model record is one of the bundled sample models (file under ``napari_xai/samples``)."""
+    source = str(model.get("source", ""))
+    if not source or source.startswith("<"):
+        return False
+    samples = Path(__file__).resolve().parents[1] / "samples"
+    try:
+        return Path(source).resolve().is_relative_to(samples)
+    except (OSError, ValueError):
+        return False
 
 
 def _lps_center(center: tuple[int, ...] | None, scan: ScanImage, values: np.ndarray, sign: str, v_lps: np.ndarray) -> tuple[int, int, int]:
@@ -152,9 +353,3 @@ def _colormap(name: str):
     from matplotlib import colormaps
 
     return colormaps[name]
-
-
-def _mappable(cmap, norm):
-    from matplotlib.cm import ScalarMappable
-
-    return ScalarMappable(norm=norm, cmap=cmap)

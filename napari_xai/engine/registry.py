@@ -6,6 +6,7 @@ method is described once, here, and nowhere else.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generator
 
@@ -199,6 +200,11 @@ class MethodSpec:
         object.__setattr__(self, "params", params)
         if self.sign_param is not None and (self.sign_param not in names or self.param(self.sign_param).type is not bool):
             raise bad(f"sign_param {self.sign_param!r} is not a bool parameter of the method.", "Name a bool parameter, or leave it unset.")
+
+    @property
+    def citation(self) -> str:
+        """The paper (authors, title, venue, year), without the review's reference numbers, for a help text."""
+        return re.sub(r"\s*\(review refs?\.[^)]*\)", "", self.reference).strip()
 
     def param(self, name: str) -> ParamSpec:
         """The spec of parameter ``name``."""

@@ -35,6 +35,9 @@ class ResolvedTarget:
         The score on the unperturbed input.
     region_source : str
         ``given`` or ``predicted`` (segmentation only).
+    probability : float or None
+        Classification: the softmax probability of the class on the
+        unperturbed input (the score itself is the raw output, a logit).
     """
 
     task: str
@@ -44,6 +47,7 @@ class ResolvedTarget:
     reduce: str
     score_value: float = float("nan")
     region_source: str | None = None
+    probability: float | None = None
 
     def score(self, output: torch.Tensor) -> torch.Tensor:
         """One scalar per sample, ``(N,)``, from the model output."""
@@ -75,6 +79,8 @@ class ResolvedTarget:
             "score": self.score_value,
             "description": self.describe(),
         }
+        if self.probability is not None:
+            out["probability"] = self.probability
         if self.task == "segmentation":
             out.update(reduce=self.reduce, region_voxels_model_space=int(self.region.sum()), region_source=self.region_source)
         return out

@@ -13,6 +13,7 @@ from napari_xai._napari import _logic
 from napari_xai._napari._layers import PROVENANCE_KEY, is_result_layer
 from napari_xai._napari._qt import XAIWidget
 from napari_xai.engine import get_method, list_methods
+from napari_xai.engine.display import display_sign
 from tests.conftest import make_net
 
 from .conftest import WIDGET, wait_until_done
@@ -56,7 +57,7 @@ def test_run_one_method_per_family(viewer, scan_layer, widget, qtbot, method):
     prov = layer.metadata[PROVENANCE_KEY]
     assert prov["method"] == method and prov["model"]["name"]
     lo, hi = layer.contrast_limits
-    if prov["sign"] == "signed":
+    if display_sign(layer.data, prov["sign"]) == "signed":
         assert layer.colormap.name == "bwr_transparent_zero" and lo == pytest.approx(-hi)
         alpha = layer.colormap.map(np.array([0.0, 0.5, 1.0]))[:, 3]
         assert alpha[1] == pytest.approx(0.0) and alpha[0] > 0.9 and alpha[2] > 0.9  # zero does not veil the scan

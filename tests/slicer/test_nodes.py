@@ -16,6 +16,7 @@ import slicer
 import slicer.util
 
 from napari_xai.engine import Geometry, ImageError, TargetError
+from napari_xai.engine.display import default_limit
 from SaliencyMapsLib import nodes
 from tests.conftest import OBLIQUE, oblique_sitk
 
@@ -177,7 +178,7 @@ def test_display_window_level_threshold(scene, oblique, sign):
     out = nodes.create_map_volume(node, values, "map")
     settings = nodes.apply_display(out, values, sign, threshold_fraction=0.2)
     display = out.GetDisplayNode()
-    hi = float(np.percentile(np.abs(values), 99.5))
+    hi = default_limit(values)
     assert display.GetColorNode().GetAttribute(nodes.COLORMAP_ATTRIBUTE) == ("inferno" if sign == "non-negative" else "bwr")
     assert not display.GetAutoWindowLevel()
     lo_expected = 0.0 if sign == "non-negative" else -hi

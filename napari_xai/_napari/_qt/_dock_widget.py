@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 from magicgui.widgets import ComboBox, Container, create_widget
 from napari.layers import Image, Labels
 from napari.qt.threading import create_worker
@@ -134,7 +135,8 @@ class XAIWidget(QWidget):
         form.addRow("method", self.method_combo)
         self.method_help = QLabel()
         self.method_help.setWordWrap(True)
-        self.method_help.setStyleSheet("color: gray; font-size: 10px;")
+        # no style sheet of its own: it takes the napari theme's text colour and size
+        self.method_help.setTextInteractionFlags(Qt.TextSelectableByMouse)
         form.addRow(self.method_help)
 
         self.target_combo = QComboBox()
@@ -170,7 +172,7 @@ class XAIWidget(QWidget):
         self.progress.setRange(0, 1000)
         self.progress.setValue(0)
         outer.addWidget(self.progress)
-        self.status = QLabel("Choose an image and a model, then press Run.")
+        self.status = QLabel("")
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)
         outer.addWidget(self.status)
@@ -178,8 +180,8 @@ class XAIWidget(QWidget):
         compare_box = QGroupBox("compare methods (side by side)")
         compare_layout = QVBoxLayout(compare_box)
         self.compare_list = QListWidget()
-        self.compare_list.setMaximumHeight(110)
         self._fill_compare_list()
+        self._fit_compare_list(rows=8)
         compare_layout.addWidget(self.compare_list)
         compare_buttons = QHBoxLayout()
         self.compare_button = QPushButton("Compare")
@@ -228,6 +230,7 @@ class XAIWidget(QWidget):
 
         self._on_method_changed()
         self._reset_layer_choices()
+        self._show_ready()
 
     # ------------------------------------------------------------------ choices
 
@@ -264,6 +267,12 @@ class XAIWidget(QWidget):
         default = _logic.DEFAULT_METHOD if _logic.DEFAULT_METHOD in names else next((n for n in names if n), None)
         if default is not None:
             self.method_combo.setCurrentIndex(names.index(default))
+
+    def _fit_compare_list(self, rows: int) -> None:
+        """Show exactly ``rows`` whole rows (the rest scrolls), never a row cut in half."""
+        row = self.compare_list.sizeHintForRow(0)
+        if row > 0:
+            self.compare_list.setFixedHeight(row * min(rows, self.compare_list.count()) + 2 * self.compare_list.frameWidth())
 
     def _fill_compare_list(self) -> None:
         seen_family: set[str] = set()
@@ -338,6 +347,7 @@ class XAIWidget(QWidget):
             return
         spec = get_method(name)
         self.method_help.setText(_logic.method_help(spec))
+        self._show_ready()
         if self.params_container is not None:
             self.params_layout.removeWidget(self.params_container.native)
             self.params_container.native.deleteLater()
@@ -346,6 +356,12 @@ class XAIWidget(QWidget):
         self.params_container.native.layout().setContentsMargins(0, 0, 0, 0)
         self.params_layout.addWidget(self.params_container.native)
         self.params_box.setVisible(bool(spec.params))
+
+    def _show_ready(self) -> None:
+        """The idle status line: what is missing, or what Run will do."""
+        if not self.is_running and _alive(self.status):
+            layer = self.image_combo.value
+            self.status.setText(_logic.ready_message(layer.name if layer is not None else None, self.model, self.method, self.prediction))
 
     def _on_active_layer(self, event: Any = None) -> None:
         if not _alive(self.checks_label):
@@ -361,6 +377,7 @@ class XAIWidget(QWidget):
         """Predict on the selected image with the selected model, to fill the target menu."""
         self.prediction = None
         self._fill_targets(None)
+        self._show_ready()
         layer, model = self.image_combo.value, self.model
         if layer is None or model is None:
             return
@@ -377,11 +394,12 @@ class XAIWidget(QWidget):
             if layer == self.image_combo.value and _same_model(model, self.model):
                 self.prediction = prediction
                 self._fill_targets(prediction)
+                self._show_ready()
 
         def failed(exc):
-            if not _alive(self.status):
+            if not _alive(self.status) or self.is_running:
                 return
-            self.status.setText(f"The model cannot run on {layer.name!r}: {exc}")
+            self.status.setText(f"Error: the model cannot run on {layer.name!r}: {exc}")
 
         if _logic.threads_disabled():
             try:
@@ -486,6 +504,7 @@ class XAIWidget(QWidget):
         self._compare_run = compare
         self._clock = RemainingTime()
         self._gen = _logic.run_jobs(jobs)
+        self.progress.setValue(0)
         self._set_running(True)
         self.status.setText(f"Running {', '.join(methods)}… {summary}")
         if _logic.threads_disabled():
@@ -542,8 +561,7 @@ class XAIWidget(QWidget):
         self.compare_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
         if not running:
-            self.progress.setValue(0)
-            self.progress.setFormat("%p%")
+            self.progress.setFormat("%p%")  # the value stays: a finished run reads 100 %
 
     def confirm_long_run(self, summary: str) -> bool:
         """Ask before a run estimated over the threshold (Yes starts it); tests replace this."""
@@ -561,6 +579,7 @@ class XAIWidget(QWidget):
     def _on_returned(self, results: list[Any]) -> None:
         if self._cancel_requested:
             return
+        self.progress.setValue(self.progress.maximum())  # a finished run reads 100 %, not 0 % again
         source = self._source_layer
         if source not in self.viewer.layers:
             self._fail(XAIError(f"The scan {source.name!r} was closed during the run.", "Open it again and press Run."))
@@ -571,15 +590,18 @@ class XAIWidget(QWidget):
             if self.peak_check.isChecked() and added:
                 _logic.go_to_peak(self.viewer, added[1])
             self.checks_label.setText("\n".join(_logic.summary_line(a) for a in results))
+            self.status.setText(f"Done: {len(results)} maps side by side (napari's grid); 'Exit grid' restores the view.")
         else:
             replace = self._last_result_layer if self.replace_check.isChecked() else None
             self._last_result_layer = _logic.show_attribution(self.viewer, results[0], source, replace=replace)
             if self.peak_check.isChecked():
                 _logic.go_to_peak(self.viewer, self._last_result_layer)
             self.checks_label.setText("\n".join(_logic.format_checks(results[0].checks)))
-        self.status.setText("Done: " + " | ".join(_logic.summary_line(a) for a in results))
+            # the checks have their own line (checks_label): the status says what was explained
+            self.status.setText("Done: " + _logic.summary_line(results[0], checks=False))
 
     def _on_aborted(self) -> None:
+        self.progress.setValue(0)
         self.status.setText("Cancelled: nothing was added.")
 
     def _on_finished(self) -> None:
@@ -591,15 +613,22 @@ class XAIWidget(QWidget):
     def _fail(self, exc: BaseException) -> None:
         """An error: a notification (and the status line); the viewer stays as it was."""
         message = str(exc) if isinstance(exc, XAIError) else f"{type(exc).__name__}: {exc}"
+        self.progress.setValue(0)
         self.status.setText(f"Error: {message}")
         show_error(message)
 
     # ------------------------------------------------------------------ export
 
     def export(self, path: str | os.PathLike, layout: str | None = None, layer: Any = None) -> Path:
-        """Write the figure of ``layer`` (default: the selected result layer, else the last one)."""
+        """Write the figure of ``layer`` (default: the selected result layer, else the last one).
+
+        The region Labels layer, when one is chosen, is drawn as an outline.
+        """
         layer = layer or self._export_layer()
-        return _logic.export_figure(self.viewer, layer, path, layout or self.export_layout_combo.currentText())
+        region_layer = self.region_combo.value
+        mask = _logic.region_from_labels(region_layer) if region_layer is not None and np.asarray(region_layer.data).any() else None
+        label = f"Labels layer {region_layer.name!r}" if mask is not None else "region"
+        return _logic.export_figure(self.viewer, layer, path, layout or self.export_layout_combo.currentText(), mask=mask, mask_label=label)
 
     def _export_layer(self) -> Any:
         active = self.viewer.layers.selection.active

@@ -130,7 +130,7 @@ CLASS_MODEL = register_method(
         title="Class Model Visualisation",
         family="activation maximisation",
         reference="Simonyan K, Vedaldi A, Zisserman A. Deep Inside Convolutional Networks: Visualising Image Classification "
-        "Models and Saliency Maps. ICLR Workshop 2014 (review ref. [43]); Inceptionism (review ref. [68]).",
+        "Models and Saliency Maps. ICLR Workshop 2014 (review ref. [43]); Mordvintsev A, Olah C, Tyka M. Inceptionism: Going Deeper into Neural Networks. Google Research Blog, 2015 (review ref. [68]).",
         summary="A synthetic image that maximises the target score from a neutral start: what the class looks like to the model.",
         needs=frozenset({"gradients"}),
         sign="signed",
@@ -148,7 +148,7 @@ DEEP_DREAM = register_method(
         title="Deep Dream",
         family="activation maximisation",
         reference="Couteaux V, Nempont O, Pizaine G, Bloch I. Towards Interpretability of Segmentation Networks by Analyzing "
-        "DeepDreams. iMIMIC 2019 (review ref. [69]); Inceptionism (review ref. [68]).",
+        "DeepDreams. iMIMIC 2019 (review ref. [69]); Mordvintsev A, Olah C, Tyka M. Inceptionism: Going Deeper into Neural Networks. Google Research Blog, 2015 (review ref. [68]).",
         summary="The scan changed step by step to raise the target class (over the region): which features the model wants more of.",
         needs=frozenset({"gradients"}),
         sign="signed",

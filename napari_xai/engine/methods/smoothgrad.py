@@ -138,7 +138,7 @@ def _params(variant: str) -> tuple[ParamSpec, ...]:
 _REFS = {
     "smoothgrad": "Smilkov D, Thorat N, Kim B, Viégas F, Wattenberg M. SmoothGrad: removing noise by adding noise. "
     "arXiv:1706.03825, 2017 (review ref. [58]).",
-    "smoothgrad_sq": "Smilkov et al. 2017 (review ref. [58]); squared variant as in Hooker S, Erhan D, Kindermans PJ, Kim B. "
+    "smoothgrad_sq": "Smilkov D, Thorat N, Kim B, Viégas F, Wattenberg M. SmoothGrad: removing noise by adding noise. arXiv:1706.03825, 2017 (review ref. [58]); squared variant as in Hooker S, Erhan D, Kindermans PJ, Kim B. "
     "A Benchmark for Interpretability Methods in Deep Neural Networks. NeurIPS 2019.",
     "vargrad": "Adebayo J, Gilmer J, Muelly M, Goodfellow I, Hardt M, Kim B. Sanity Checks for Saliency Maps. "
     "NeurIPS 2018 (review ref. [48]).",

@@ -337,8 +337,9 @@ def apply_display(volume_node: Any, values: np.ndarray, sign: str, threshold_fra
 
     - colour table: :func:`color_node_for_sign`;
     - window/level: the engine's contrast limits, ``(0, hi)`` for non-negative
-      maps, symmetric ``(-hi, hi)`` for signed ones (``hi`` at the 99.5th
-      percentile of ``|values|``);
+      maps, symmetric ``(-hi, hi)`` for signed ones (``hi`` from
+      ``napari_xai.engine.display.default_limit``); a signed map with no
+      negative value is shown as non-negative (``display_sign``);
     - threshold (non-negative maps): voxels below ``threshold_fraction * hi``
       are transparent, so the scan shows through. Slicer's threshold keeps one
       interval, so signed maps are not thresholded (the diverging table built
@@ -349,8 +350,9 @@ def apply_display(volume_node: Any, values: np.ndarray, sign: str, threshold_fra
     napari_xai.engine.display.DisplaySettings
         The engine's settings (colour map, contrast limits, opacity).
     """
-    from napari_xai.engine.display import display_settings
+    from napari_xai.engine.display import display_settings, display_sign
 
+    sign = display_sign(values, sign)
     settings = display_settings(values, sign)
     volume_node.CreateDefaultDisplayNodes()
     display = volume_node.GetDisplayNode()

@@ -1,0 +1,114 @@
+"""How long napari's event loop stalls while the dock widget runs a method and adds its result.
+
+    xvfb-run -a python benchmarks/bench_event_loop.py [--method NAME ...] [--repeat N]
+
+A 10 ms QTimer on the main thread records when it fires; the longest gap
+between two ticks is the longest stall a user would feel (a frozen window,
+no repaint, no cancel). Reported per method, split into the computation
+(until the worker returns) and the rest (adding the result layer, moving to
+the peak, the colour bar). Target: no stall over 100 ms. Timing depends on
+the machine's load, so this is a benchmark, not a unit test; the unit tests
+check that the work runs off the main thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+#: The sample classifier, with settings that keep each run to seconds on a 2-core CPU.
+METHODS = {
+    "integrated_gradients": {"steps": 32},
+    "grad_cam": {},
+    "occlusion": {"window": 12, "stride": 12},
+    "vanilla_gradient": {},
+}
+
+
+def measure(viewer, widget, method: str, params: dict) -> tuple[float, float, float]:
+    """Run one method through the widget; return (longest stall while computing, longest stall after, run seconds)."""
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication
+
+    widget.set_method(method)
+    for name, value in params.items():
+        widget.set_param(name, value)
+    ticks: list[float] = []
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    returned_at: list[float] = []
+    on_returned = widget._on_returned
+
+    def stamp(results):
+        returned_at.append(time.perf_counter())
+        on_returned(results)
+
+    widget._on_returned = stamp
+    timer.start()
+    t0 = time.perf_counter()
+    widget.run()
+    while widget.busy:
+        QApplication.processEvents()
+        time.sleep(0.002)
+    t_done = time.perf_counter()
+    end = t_done + 0.5  # let the layer be drawn
+    while time.perf_counter() < end:
+        QApplication.processEvents()
+        time.sleep(0.002)
+    timer.stop()
+    widget._on_returned = on_returned
+    if not returned_at:
+        raise RuntimeError(f"{method} did not return: {widget.status.text()}")
+    t_ret = returned_at[0]
+    stamps = [t0] + [t for t in ticks if t >= t0] + [time.perf_counter()]
+    gaps = [(b - a, b) for a, b in zip(stamps, stamps[1:])]
+    during = max((g for g, b in gaps if b <= t_ret), default=0.0)
+    after = max((g for g, b in gaps if b > t_ret), default=0.0)
+    return during, after, t_ret - t0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--method", action="append", help="method (repeatable); default: " + ", ".join(METHODS))
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    args = parser.parse_args()
+    from napari_xai.__main__ import prefer_supported_qt
+
+    prefer_supported_qt()
+    import napari
+    import torch
+    from qtpy import API_NAME
+
+    torch.set_num_threads(args.threads)
+    viewer = napari.Viewer(show=True)
+    viewer.open_sample("napari-xai", "sample_brain")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-xai", "Saliency maps (XAI)")
+    from qtpy.QtWidgets import QApplication
+
+    while widget.busy:
+        QApplication.processEvents()
+    widget.replace_check.setChecked(True)
+    print(f"Qt binding {API_NAME}, torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs")
+    print("| method | run (s) | longest stall computing (ms) | longest stall adding the result (ms) |")
+    print("| --- | ---: | ---: | ---: |")
+    worst = 0.0
+    for method in args.method or list(METHODS):
+        results = [measure(viewer, widget, method, METHODS.get(method, {})) for _ in range(args.repeat)]
+        during = max(r[0] for r in results)
+        after = max(r[1] for r in results)
+        worst = max(worst, during, after)
+        print(f"| {method} | {min(r[2] for r in results):.1f} | {1000 * during:.0f} | {1000 * after:.0f} |", flush=True)
+    print(f"longest stall: {1000 * worst:.0f} ms (target: under 100 ms)")
+    viewer.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
