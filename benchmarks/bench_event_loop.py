@@ -77,6 +77,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--method", action="append", help="method (repeatable); default: " + ", ".join(METHODS))
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--verbose", action="store_true", help="print every run (ms)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     args = parser.parse_args()
     from napari_xai.__main__ import prefer_supported_qt
@@ -101,6 +102,8 @@ def main() -> int:
     worst = 0.0
     for method in args.method or list(METHODS):
         results = [measure(viewer, widget, method, METHODS.get(method, {})) for _ in range(args.repeat)]
+        if args.verbose:
+            print(method, [tuple(round(1000 * v) for v in r) for r in results])
         during = max(r[0] for r in results)
         after = max(r[1] for r in results)
         worst = max(worst, during, after)

@@ -419,8 +419,12 @@ def summary_line(attribution: Attribution, checks: bool = True) -> str:
 # ----------------------------------------------------------------------------- results in the viewer
 
 
-def show_attribution(viewer: Any, attribution: Attribution, source: Any, replace: Any | None = None) -> Any:
+def show_attribution(viewer: Any, attribution: Attribution, source: Any, replace: Any | None = None, *, colorbar: bool = True) -> Any:
     """Add ``attribution`` as an image layer aligned with ``source``, or update ``replace`` in place.
+
+    With ``colorbar=False`` the caller shows the colour bar later
+    (:func:`show_colorbar`): napari builds it on the main thread, and doing
+    it in a later turn of the event loop halves the longest stall.
 
     Returns the layer.
     """
@@ -438,10 +442,12 @@ def show_attribution(viewer: Any, attribution: Attribution, source: Any, replace
         replace.opacity = kwargs["opacity"]
         replace.blending = kwargs["blending"]
         replace.name = kwargs["name"]
-        show_colorbar(viewer, replace)
+        if colorbar:
+            show_colorbar(viewer, replace)
         return replace
     layer = viewer.add_image(attribution.values, **kwargs)
-    show_colorbar(viewer, layer)
+    if colorbar:
+        show_colorbar(viewer, layer)
     return layer
 
 

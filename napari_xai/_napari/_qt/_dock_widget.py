@@ -18,7 +18,7 @@ from magicgui.widgets import ComboBox, Container, create_widget
 from napari.layers import Image, Labels
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QStandardItemModel
 from qtpy.QtWidgets import (
     QApplication,
@@ -111,6 +111,7 @@ class XAIWidget(QWidget):
         self.last_estimates: list[Any] = []
         self._clock: RemainingTime | None = None
         self._estimating = False
+        self._staged = 0  # main-thread steps of showing a result still queued (see _in_turns)
 
         outer = QVBoxLayout(self)
         form = QFormLayout()
@@ -542,7 +543,7 @@ class XAIWidget(QWidget):
     @property
     def busy(self) -> bool:
         """True while a run or a prediction is in flight."""
-        return self.is_running or any(w.is_running for w in list(_LIVE_WORKERS))
+        return self.is_running or self._staged > 0 or any(w.is_running for w in list(_LIVE_WORKERS))
 
     @property
     def is_running(self) -> bool:
@@ -593,12 +594,47 @@ class XAIWidget(QWidget):
             self.status.setText(f"Done: {len(results)} maps side by side (napari's grid); 'Exit grid' restores the view.")
         else:
             replace = self._last_result_layer if self.replace_check.isChecked() else None
-            self._last_result_layer = _logic.show_attribution(self.viewer, results[0], source, replace=replace)
-            if self.peak_check.isChecked():
-                _logic.go_to_peak(self.viewer, self._last_result_layer)
-            self.checks_label.setText("\n".join(_logic.format_checks(results[0].checks)))
-            # the checks have their own line (checks_label): the status says what was explained
-            self.status.setText("Done: " + _logic.summary_line(results[0], checks=False))
+            layer = self._last_result_layer = _logic.show_attribution(self.viewer, results[0], source, replace=replace, colorbar=False)
+            go_to_peak = self.peak_check.isChecked()
+
+            def finish() -> None:
+                self.checks_label.setText("\n".join(_logic.format_checks(results[0].checks)))
+                # the checks have their own line (checks_label): the status says what was explained
+                self.status.setText("Done: " + _logic.summary_line(results[0], checks=False))
+
+            self._in_turns(
+                lambda: _logic.show_colorbar(self.viewer, layer),
+                (lambda: _logic.go_to_peak(self.viewer, layer)) if go_to_peak else None,
+                finish,
+            )
+
+    def _in_turns(self, *steps: Any) -> None:
+        """Run each step in its own turn of the event loop, so that the window repaints between them.
+
+        Adding a layer, building its colour bar and re-slicing at the peak
+        each cost napari main-thread time; one after the other in one turn
+        they froze the window for a few hundred milliseconds.
+        """
+        todo = [step for step in steps if step is not None]
+        if _logic.threads_disabled():
+            for step in todo:
+                step()
+            return
+        self._staged += 1
+
+        def run_next() -> None:
+            try:
+                if todo and _alive(self.status):
+                    todo.pop(0)()
+            except Exception as exc:  # the layer is there; report what failed after it
+                todo.clear()
+                self._fail(exc)
+            if todo and _alive(self.status):
+                QTimer.singleShot(0, run_next)
+            else:
+                self._staged -= 1
+
+        QTimer.singleShot(0, run_next)
 
     def _on_aborted(self) -> None:
         self.progress.setValue(0)
