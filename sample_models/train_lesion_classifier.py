@@ -111,7 +111,7 @@ def main() -> None:
         orientation="RAS",
         intensity=INTENSITY,
         labels=["no lesion", "lesion"],
-        cam_layer="backbone.dec2",
+        cam_layer="backbone.dec1",
         architecture={"factory": "lesion_classifier_3d", "kwargs": {"in_channels": 1, "n_classes": 2, "width": WIDTH}},
         weights=weights.name,
         model_card="sample_models/lesion_classifier_3d.md",

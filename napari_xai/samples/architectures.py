@@ -80,11 +80,15 @@ class LesionClassifier3D(nn.Module):
     is its maximum minus a calibrated ``threshold``; the no-lesion logit is 0
     (softmax gives ``sigmoid(max evidence - threshold)``). Max, not mean: a
     lesion of a few voxels is a small part of the brain and an average would
-    dilute it away. Grad-CAM reads the backbone's half-resolution decoder
-    block (``cam_layer = "backbone.dec2"``): on the bottleneck (1/4
-    resolution) its globally averaged gradients weight channels that fire
-    along the midline, away from the lesion. CAM proper, which needs an
-    average-pooling head, does not apply.
+    dilute it away. The class activation methods read the backbone's
+    full-resolution decoder block (``cam_layer = "backbone.dec1"``): there
+    Grad-CAM, Grad-CAM++ and Score-CAM all peak on the lesion, while on the
+    half-resolution block (``dec2``) Grad-CAM puts an eighth of its mass on
+    the volume's edges and Grad-CAM++ and Score-CAM peak over 10 cm away
+    (measured in ``sample_models/lesion_classifier_3d.md``); on the
+    bottleneck (1/4 resolution) the averaged gradients weight channels that
+    fire along the midline. CAM proper, which needs an average-pooling head,
+    does not apply.
 
     Parameters
     ----------

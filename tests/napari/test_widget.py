@@ -178,36 +178,42 @@ def test_error_before_the_run_empty_region(viewer, scan_layer, widget, qtbot):
     assert len(viewer.layers) == n_layers
 
 
-def test_event_loop_keeps_turning_during_3d_run(make_napari_viewer, qtbot):
+def test_the_work_runs_off_the_main_thread_while_the_event_loop_turns(make_napari_viewer, qtbot, monkeypatch):
+    """The engine's steps run in a worker thread, and the main thread keeps serving events meanwhile.
+
+    The first step waits for an event that only a main-thread timer sets: the
+    run can finish only if the event loop turns while the engine works (a
+    main-thread run would wait out the timeout and fail). How long the loop
+    stalls is measured by ``benchmarks/bench_event_loop.py``, not here.
+    """
+    import threading
+
+    main = threading.get_ident()
+    engine_threads: list[int] = []
+    loop_turned = threading.Event()
+    real_explain_iter = _logic.explain_iter
+
+    def watched(*args, **kwargs):
+        gen = real_explain_iter(*args, **kwargs)
+        engine_threads.append(threading.get_ident())
+        assert loop_turned.wait(30), "the main thread's timer never fired while the engine ran"
+        result = yield from gen
+        engine_threads.append(threading.get_ident())
+        return result
+
+    monkeypatch.setattr(_logic, "explain_iter", watched)
     viewer = make_napari_viewer()
-    viewer.add_image(np.random.default_rng(0).normal(size=(20, 20, 20)).astype(np.float32), name="vol")
+    viewer.add_image(np.random.default_rng(0).normal(size=(12, 12, 12)).astype(np.float32), name="vol")
     _, widget = viewer.window.add_plugin_dock_widget("napari-xai", WIDGET)
     widget.set_model(make_net(3))
     widget.set_method("integrated_gradients")
-    widget.set_param("steps", 400)
-    ticks: list[float] = []
-    timer = QTimer()
-    timer.setInterval(10)
-    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
-    timer.start()
-    returned_at: list[float] = []
-    on_returned = widget._on_returned
-    widget._on_returned = lambda results: (returned_at.append(time.perf_counter()), on_returned(results))
-    t0 = time.perf_counter()
+    widget.set_param("steps", 8)
+    QTimer.singleShot(50, loop_turned.set)
     widget.run()
     wait_until_done(qtbot, widget)
-    qtbot.wait(50)
-    t_end = time.perf_counter()
-    timer.stop()
     assert len(_results(viewer)) == 1, widget.status.text()
-    (t_ret,) = returned_at
-    stamps = np.array([t0] + [t for t in ticks if t >= t0] + [t_end])
-    compute = np.diff(stamps[stamps <= t_ret].tolist() + [t_ret])
-    assert t_ret - t0 > 0.3 and len(compute) >= 10, f"the run ({t_ret - t0:.2f} s, {len(compute)} ticks) was too short to measure"
-    # while the engine computes, the main thread only updates the progress bar
-    assert compute.max() < 0.5, f"the event loop stalled for {compute.max():.2f} s during the computation"
-    # the whole run, adding the layer included
-    assert np.diff(stamps).max() < 1.0, f"the event loop stalled for {np.diff(stamps).max():.2f} s"
+    assert engine_threads and all(t != main for t in engine_threads), "the engine ran on the main thread"
+    assert widget.progress.value() == widget.progress.maximum()  # a finished run reads 100 %
 
 
 def test_no_threads_switch_runs_on_main_thread(viewer, scan_layer, widget, monkeypatch):
