@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 from .dicom_export import write_parametric_map
 from .errors import Cancelled, ImageError, XAIError
+from .estimate import estimate, format_seconds
 from .explain import explain
 from .image_io import is_dicom_series_folder, read_image
 from .models.loading import load_model
@@ -143,8 +144,11 @@ def _run(args: argparse.Namespace) -> int:
             own = {k: v for k, v in params.items() if k in {p.name for p in spec.params}}
             if args.sample:
                 own = {**SAMPLE_PARAMS.get(name, {}), **own}
+            cost = estimate(model, scan, name, target=args.target, region=region, memory_budget_mb=args.memory_budget_mb, **own)
+            if cost.needs_confirmation:
+                print(f"napari-xai-explain: {scan.name} / {spec.title} will take long: {cost.describe()} (Ctrl+C stops it)", file=sys.stderr)
             t0 = time.perf_counter()
-            bar = ProgressBar(f"{scan.name} / {spec.title}")
+            bar = ProgressBar(f"{scan.name} / {spec.title} (estimated {format_seconds(cost.seconds)})")
             try:
                 attribution = explain(
                     model,
@@ -222,12 +226,16 @@ class ProgressBar:
     ----------
     label : str
         Scan and method, shown before the bar.
+    file : file-like, optional
+        Where the bar is drawn (default: stderr).
+    disable : bool or None
+        tqdm's switch: None draws only on a terminal.
     """
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, file: Any = None, disable: bool | None = None) -> None:
         from tqdm import tqdm
 
-        self._bar = tqdm(total=1000, desc=label, file=sys.stderr, disable=None, leave=False, dynamic_ncols=True, bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}")
+        self._bar = tqdm(total=1000, desc=label, file=file or sys.stderr, disable=disable, leave=False, dynamic_ncols=True, bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}")
 
     def show(self, event: Progress) -> None:
         """An engine progress event: move the bar to its fraction, show its message."""
@@ -235,7 +243,7 @@ class ProgressBar:
         if n > self._bar.n:
             self._bar.update(n - self._bar.n)
         if event.message:
-            self._bar.set_postfix_str(event.message[-60:], refresh=False)
+            self._bar.set_postfix_str(event.message[-60:])  # redraws: events come one per batch (~0.3 s)
 
     def close(self) -> None:
         """Remove the bar (the result line replaces it)."""
