@@ -108,8 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.screenshot:
         viewer.window._qt_window.resize(1500, 950)
         _settle()
-        if not (args.run or args.compare):
-            viewer.reset_view()  # after a run the view keeps its peak and the grid
+        viewer.reset_view()  # fit the scan (or the compare grid) to the resized canvas; the slice stays at the peak
         _settle()
         args.screenshot.parent.mkdir(parents=True, exist_ok=True)
         viewer.screenshot(str(args.screenshot), canvas_only=False, flash=False)
