@@ -90,6 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.run or args.compare:
         from qtpy.QtWidgets import QApplication
 
+        def announce(summary: str) -> bool:  # --run asked for the run: say what it costs instead of a modal question
+            print(summary.replace("\n", " "))
+            return True
+
+        widget.confirm_long_run = announce
+
         if args.compare:
             widget.set_checked_compare_methods(args.compare)
             widget.run_compare()
