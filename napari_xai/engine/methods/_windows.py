@@ -243,7 +243,9 @@ class WindowedModel:
         return out.clone()
 
     def _forward_cap(self) -> int:
-        return max(1, int(self.window_cap() * 3))  # a forward pass keeps no activations for backward
+        # as many as a gradient group: measured on a 512 x 512 x 300 Grad-CAM, larger groups of
+        # inference passes pushed the peak past the budget
+        return self.window_cap()
 
     # ------------------------------------------------------------------ what methods call
 
@@ -371,8 +373,9 @@ class WindowedModel:
                 weighted = upsample((alpha * store["activation"]).sum(dim=1, keepdim=True), self.plan.roi)
                 for j, i in enumerate(group):
                     cam[self.plan.window(i)] += weighted[j, 0] * self.weights
-            cam = (cam / count_map(self.plan, self.weights))[self.plan.crop()]
-            return (torch.relu(cam) if relu else cam).clone()
+            cam /= count_map(self.plan, self.weights)  # in place: one volume-sized buffer less
+            cam = cam[self.plan.crop()]
+            return torch.relu_(cam) if relu else cam
 
 
 def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
