@@ -12,6 +12,7 @@ import numpy as np
 
 from .geometry import Geometry
 from .image_io import write_image
+from .safe_write import check_writable, staged_files
 
 PROVENANCE_KEY = "napari_xai_provenance"
 
@@ -55,6 +56,11 @@ class Attribution:
     metrics : dict
         How far the map can be trusted, as :func:`napari_xai.engine.evaluate`
         measured it (empty until evaluated); part of the provenance.
+    image_source : dict
+        Where the explained image came from (``path``; ``series_uid`` for DICOM).
+    warnings : list of str
+        Decisions made on the way that a reader of the map should know
+        (from reading the image, e.g. a zero voxel size read as 1 mm).
     """
 
     values: np.ndarray
@@ -71,6 +77,8 @@ class Attribution:
     checks: dict[str, Any] = field(default_factory=dict)
     package_version: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
+    image_source: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -90,6 +98,8 @@ class Attribution:
             "params": {k: list(v) if isinstance(v, tuple) else v for k, v in self.params.items()},
             "model": self.model,
             "image": self.image_name,
+            "image_source": self.image_source,
+            "warnings": self.warnings,
             "geometry": self.geometry.to_dict(),
             "timings": self.timings,
             "checks": self.checks,
@@ -162,23 +172,40 @@ class Attribution:
         params = ", ".join(f"{k}={v}" for k, v in self.params.items() if v != "")
         return f"{self.model.get('name', 'model')} | {self.method_title} | {self.target.get('description', '')} | {params}"
 
-    def save(self, path: str | os.PathLike) -> Path:
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write the map with the input's exact geometry, plus provenance.
+
+        Nothing is written unless both files can be: the map and its sidecar
+        go to temporary files in the target folder first and are moved into
+        place together.
 
         Parameters
         ----------
         path : str or PathLike
             ``.nii``, ``.nii.gz``, ``.nrrd`` or ``.mha``. Provenance goes in the
             header (NRRD, MHA) and always in a ``<path>.json`` sidecar.
+        overwrite : bool
+            Replace an existing map (and its sidecar) at ``path``. The image
+            the map was made from is never overwritten.
 
         Returns
         -------
         Path
             The image path.
+
+        Raises
+        ------
+        ImageError
+            ``path`` is the source image, exists (without ``overwrite``), has an
+            unknown extension, or its folder cannot be written.
         """
+        p = Path(path)
+        sidecar = Path(str(p) + ".json")
+        check_writable(p, sidecar, overwrite=overwrite, source=self.image_source.get("path"))
         text = json.dumps(self.provenance())
-        p = write_image(self.values.astype(np.float32), self.geometry, path, {PROVENANCE_KEY: text})
-        Path(str(p) + ".json").write_text(json.dumps(self.provenance(), indent=2) + "\n", encoding="utf-8")
+        with staged_files(p, sidecar) as (tmp_map, tmp_sidecar):
+            write_image(self.values.astype(np.float32), self.geometry, tmp_map, {PROVENANCE_KEY: text})
+            tmp_sidecar.write_text(json.dumps(self.provenance(), indent=2) + "\n", encoding="utf-8")
         return p
 
 

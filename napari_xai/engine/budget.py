@@ -16,6 +16,7 @@ from typing import Iterator
 import torch
 import torch.nn as nn
 
+from .call_hooks import run_local_forward_hooks
 from .errors import MemoryBudgetError
 
 #: Default memory budget for the working set of one batch, in MiB.
@@ -42,17 +43,11 @@ def activation_bytes(module: nn.Module, x: torch.Tensor) -> int | None:
             if isinstance(t, torch.Tensor):
                 total += t.numel() * t.element_size()
 
-    try:
-        leaves = [m for m in module.modules() if not list(m.children())]
-        handles = [m.register_forward_hook(hook) for m in leaves]
-    except (RuntimeError, AttributeError):  # TorchScript modules take no hooks
+    if isinstance(module, torch.jit.ScriptModule):  # TorchScript modules take no hooks
         return None
-    try:
-        with torch.no_grad():
-            module(x)
-    finally:
-        for h in handles:
-            h.remove()
+    leaves = [m for m in module.modules() if not list(m.children())]
+    with run_local_forward_hooks((m, hook) for m in leaves), torch.no_grad():
+        module(x)
     return total
 
 

@@ -16,16 +16,17 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .dicom_export import write_parametric_map
-from .errors import Cancelled, ImageError, XAIError
+from .errors import Cancelled, ImageError, MethodError, XAIError
 from .estimate import estimate, format_seconds
 from .explain import explain
-from .image_io import is_dicom_series_folder, read_image
+from .image_io import is_dicom_series_folder, read_image, scan_name
 from .models.loading import load_model
 from .overlay import render_overlay
 from .progress import Progress
 from .registry import get_method, list_methods
 from .report import write_report
 from .trust import trust_metrics
+from .safe_write import check_writable
 
 DEFAULT_SAMPLE_METHODS = ("vanilla_gradient", "integrated_gradients", "grad_cam", "occlusion")
 #: Settings for the --sample demo that keep each method to seconds on a CPU
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--param", action="append", type=_parse_param, default=[], help="method parameter NAME=VALUE (repeatable)")
     parser.add_argument("--out", default="napari_xai_output", help="output folder")
     parser.add_argument("--format", default=".nii.gz", choices=(".nii.gz", ".nii", ".nrrd", ".mha"), help="map file format")
+    parser.add_argument("--overwrite", action="store_true", help="replace maps and figures that exist already (never the input scans)")
     parser.add_argument("--no-png", action="store_true", help="do not write overlay figures")
     parser.add_argument("--layout", default="orthogonal", choices=("orthogonal", "montage"), help="overlay figure layout")
     parser.add_argument("--report", action="store_true", help="also write a PDF report (and its pages as PNG) per scan, all methods in one")
@@ -124,21 +126,25 @@ def _run(args: argparse.Namespace) -> int:
             print("napari-xai-explain: give --model and --image, or --sample (try --help)", file=sys.stderr)
             return 2
         model_path, images, methods = args.model, args.image, args.method or ["integrated_gradients"]
-    for name in methods:
-        get_method(name)
+    method_specs = [get_method(name) for name in methods]
+    params = dict(args.param)
+    _check_params(params, method_specs)
     if args.dicom or args.dicom_overlay:
         not_dicom = [p for p in images if not is_dicom_series_folder(p)]
         if not_dicom:
             raise ImageError(f"--dicom needs DICOM series folders as --image; {not_dicom[0]} is not one.", "Drop --dicom for NIfTI/NRRD/MHA scans, or give the series folder.")
     model = load_model(model_path, trust_pickle=args.trust_pickle, **model_options(args))
-    region = read_image(args.region).array.astype(bool) if args.region else None
-    outline, outline_label = _outline(args, region)
-    params = dict(args.param)
+    region = read_image(args.region).array if args.region else None
+    outline, outline_label = _outline(args, region != 0 if region is not None else None)
     out = Path(args.out)
+    stems = output_stems(images)
     print(f"model: {model.name} ({model.kind}, weights sha256 {model.identity[:12]})")
-    for image_path in images:
+    table: list[tuple[str, str, str]] = []
+    for image_path, image_stem in zip(images, stems):
         scan = read_image(image_path)
         maps = []
+        for warning in scan.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         for name in methods:
             spec = get_method(name)
             own = {k: v for k, v in params.items() if k in {p.name for p in spec.params}}
@@ -163,8 +169,12 @@ def _run(args: argparse.Namespace) -> int:
                 )
             finally:
                 bar.close()
-            stem = out / f"{scan.name}_{spec.name}"
-            map_path = attribution.save(str(stem) + args.format)
+            stem = out / f"{image_stem}_{spec.name}"
+            png_path = Path(str(stem) + ".png")
+            if not args.no_png:
+                check_writable(png_path, overwrite=args.overwrite, source=scan.source.get("path"))
+            map_path = attribution.save(str(stem) + args.format, overwrite=args.overwrite)
+            table.append((str(image_path), spec.name, str(map_path)))
             line = f"{scan.name} / {spec.title}: {attribution.target['description']} ({attribution.score_text()}) -> {map_path}"
             if not args.no_png:
                 mask = outline if outline is not None and outline.shape == scan.spatial_shape else None
@@ -173,7 +183,7 @@ def _run(args: argparse.Namespace) -> int:
                         f"The outline mask {args.outline} has shape {outline.shape}, the scan {scan.name} {scan.spatial_shape}.",
                         "Give a mask on the scan's own grid (e.g. a segmentation saved from this scan).",
                     )
-                png = render_overlay(scan, attribution, str(stem) + ".png", layout=args.layout, limits=tuple(args.limits) if args.limits else None, mask=mask, mask_label=outline_label, dpi=args.dpi)
+                png = render_overlay(scan, attribution, str(png_path), layout=args.layout, limits=tuple(args.limits) if args.limits else None, mask=mask, mask_label=outline_label, dpi=args.dpi)
                 line += f", {png.name}"
             if args.dicom or args.dicom_overlay:
                 dicom = write_parametric_map(attribution, image_path, str(stem) + "_pm.dcm", scan=scan, secondary_capture=args.dicom_overlay)
@@ -185,8 +195,11 @@ def _run(args: argparse.Namespace) -> int:
             maps.append(attribution)
         if args.report:
             trust = [trust_metrics(a, model=model, image=scan, evaluate=not args.no_metrics, on_error="record") for a in maps]
-            report = write_report(scan, maps, out / f"{scan.name}_report.pdf", trust=trust, image_path=image_path)
+            report = write_report(scan, maps, out / f"{image_stem}_report.pdf", trust=trust, image_path=image_path)
             print(f"{scan.name}: report {report.pdf} ({len(report.pages)} pages)")
+    print("\ninput\tmethod\tmap")
+    for row in table:
+        print("\t".join(row))
     return 0
 
 
@@ -200,6 +213,48 @@ def model_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.folds:
         options["folds"] = [f.strip() for f in args.folds.split(",")]
     return options
+
+
+def output_stems(images: Sequence[str]) -> list[str]:
+    """A distinct output name per input: the scan's name, prefixed with as many parent folders as it takes to tell
+    inputs of the same name apart (``a/scan.nii.gz`` and ``b/scan.nii.gz`` give ``a_scan`` and ``b_scan``), numbered last."""
+    paths = [Path(p).resolve() for p in images]
+    names = [scan_name(p) for p in paths]
+    depth = [0] * len(paths)
+
+    def stem(i: int) -> str:
+        parents = paths[i].parent.parts[-depth[i]:] if depth[i] else ()
+        return "_".join(part.strip("/\\") for part in (*parents, names[i]) if part.strip("/\\"))
+
+    for _ in range(max((len(p.parts) for p in paths), default=0)):
+        seen: dict[str, list[int]] = {}
+        for i in range(len(paths)):
+            seen.setdefault(stem(i), []).append(i)
+        clashes = [group for group in seen.values() if len({paths[i] for i in group}) > 1]
+        if not clashes:
+            break
+        for group in clashes:
+            for i in group:
+                depth[i] += 1
+    stems = [stem(i) for i in range(len(paths))]
+    counts: dict[str, int] = {}
+    for i, s in enumerate(stems):  # the same input given twice
+        counts[s] = counts.get(s, 0) + 1
+        if counts[s] > 1:
+            stems[i] = f"{s}_{counts[s]}"
+    return stems
+
+
+def _check_params(params: dict[str, Any], method_specs: Sequence[Any]) -> None:
+    """Every --param must name a parameter of at least one chosen method."""
+    known = {p.name for spec in method_specs for p in spec.params}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        listing = "; ".join(f"{spec.name}: {', '.join(p.name for p in spec.params) or '(none)'}" for spec in method_specs)
+        raise MethodError(
+            f"--param {', '.join(unknown)}: no chosen method has such a parameter.",
+            f"Use the parameters of the chosen methods ({listing}); see --list-methods.",
+        )
 
 
 def _progress_printer(label: str):

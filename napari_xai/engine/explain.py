@@ -6,9 +6,8 @@ Flow: scan + geometry -> model space -> method -> attribution in model space
 
 from __future__ import annotations
 
-import contextlib
 import time
-from typing import Any, Callable, Generator, Iterator
+from typing import Any, Callable, Generator
 
 import numpy as np
 import torch
@@ -17,6 +16,7 @@ import torch.nn as nn
 from .. import __version__
 from .attribution import Attribution
 from .budget import default_budget_mb
+from .call_hooks import shared_eval_mode
 from .errors import MethodError, ModelError, TargetError, XAIError
 from .image import as_scan
 from .methods._context import MethodContext, model_failure
@@ -99,13 +99,13 @@ def explain_iter(
     msi = to_model_space(scan, loaded.spec)
     region_model = None
     if region is not None:
-        region = np.asarray(region)
+        region = boolean_region(region)
         if region.shape != scan.spatial_shape:
             raise TargetError(
                 f"The region has shape {region.shape} but the image has {scan.spatial_shape}.",
                 "Draw the region on the image's own grid (a Labels layer or segment made from this image).",
             )
-        region_model = region_to_model_space(region.astype(bool), msi)
+        region_model = region_to_model_space(region, msi)
         if not region_model.any():
             raise TargetError("The region is empty.", "Paint at least one voxel, or leave the region unset to use the predicted mask.")
     yield Progress(0, 0, f"{method_spec.title}: preparing")
@@ -119,7 +119,7 @@ def explain_iter(
             resolved.probability = float(torch.softmax(output[0].detach().double(), dim=0)[resolved.class_index])
         return resolved
 
-    with _eval_mode(loaded.module):
+    with shared_eval_mode(loaded.module):
         windows = windowed_model(loaded, x, budget)
         if windows is not None:  # the spec's sliding windows: the output and the target from the windows that need it
             resolved = windows.resolve(loaded.spec, target, region_model, reduce)
@@ -168,6 +168,8 @@ def explain_iter(
         timings={"prepare_s": t_method - t0, "method_s": t_back - t_method, "map_back_s": t_end - t_back, "total_s": t_end - t0},
         checks={**ctx.checks, "model_grid_is_scan_grid": msi.same_grid},
         package_version=__version__,
+        image_source=dict(scan.source),
+        warnings=list(scan.warnings),
     )
 
 
@@ -202,6 +204,33 @@ def explain(
     return run_to_end(explain_iter(model, image, method, target, **kwargs), on_progress, should_cancel, method)
 
 
+def boolean_region(region: Any) -> np.ndarray:
+    """The region as a boolean mask: bool arrays as they are, integer or float arrays only if they hold just 0 and 1.
+
+    Raises
+    ------
+    TargetError
+        The region holds other values (a soft mask, NaN, labels > 1) or is not numeric.
+    """
+    arr = np.asarray(region)
+    if arr.dtype == bool:
+        return arr
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise TargetError(
+            f"The region has dtype {arr.dtype}, not a mask.",
+            "Pass a boolean mask (or integers / floats holding only 0 and 1) on the image's grid.",
+        )
+    other = ~np.isin(arr, (0, 1))
+    if other.any():
+        example = arr[other].flat[0]
+        raise TargetError(
+            f"The region holds {int(other.sum())} value(s) other than 0 and 1 (e.g. {example!r}); "
+            "it is not a mask, and taking every non-zero voxel would explain a different region.",
+            "Threshold it into a boolean mask first, e.g. region = soft_mask > 0.5, or pick one label: region = labels == k.",
+        )
+    return arr == 1
+
+
 def _check_needs(needs: frozenset[str], loaded: Any) -> None:
     if "layer" in needs and not loaded.takes_hooks:
         loaded.get_layer("")  # raises the message that names the fix
@@ -211,17 +240,6 @@ def _module_device(module: nn.Module) -> torch.device:
     for tensor in list(module.parameters()) + list(module.buffers()):
         return tensor.device
     return torch.device("cpu")
-
-
-@contextlib.contextmanager
-def _eval_mode(module: nn.Module) -> Iterator[None]:
-    """Eval mode (BatchNorm statistics, no dropout) for the run; the caller's mode is restored."""
-    was_training = module.training
-    module.eval()
-    try:
-        yield
-    finally:
-        module.train(was_training)
 
 
 def _forward_once(module: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +28,21 @@ class ScanImage:
         0 when the array has a leading channel axis, else None.
     name : str
         A label for provenance and captions (usually the file name).
+    source : dict
+        Where the image came from, for provenance: ``path`` (the file or
+        DICOM folder read), ``series_uid`` (DICOM SeriesInstanceUID).
+    warnings : list of str
+        Decisions made while reading that a reader of the map should know
+        (e.g. a zero spacing in the header read as 1 mm); they go into the
+        provenance of every map made from this image.
     """
 
     array: np.ndarray
     geometry: Geometry
     channel_axis: int | None = None
     name: str = "image"
+    source: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def spatial_shape(self) -> tuple[int, ...]:
@@ -129,8 +138,15 @@ def validate_scan(scan: ScanImage) -> None:
             f"The image has {len(shape)} spatial axes but its geometry has {scan.geometry.dim}.",
             "Give a geometry with one origin/spacing entry per spatial axis.",
         )
+    if np.iscomplexobj(scan.array):
+        raise ImageError(
+            f"The image holds complex numbers ({scan.array.dtype}); a model takes real intensities, "
+            "and dropping the imaginary part would explain a different image.",
+            "Pass the magnitude (numpy.abs(image)) or the real or imaginary part, whichever the model was trained on.",
+        )
     if min(shape) < 1 or scan.array.size == 0:
         raise ImageError(f"The image is empty (shape {scan.array.shape}).", "Load a non-empty image.")
+    check_direction(scan.geometry)
     if np.issubdtype(scan.array.dtype, np.floating):
         bad = ~np.isfinite(scan.array)
         if bad.any():
@@ -139,3 +155,31 @@ def validate_scan(scan: ScanImage) -> None:
                 f"{tuple(int(i) for i in np.argwhere(bad)[0])}).",
                 "Replace them before explaining, e.g. numpy.nan_to_num(image, nan=background_value).",
             )
+
+
+#: Largest deviation of ``D^T D`` from the identity accepted as orthonormal
+#: (NIfTI stores directions in float32: about 1e-6 of rounding).
+ORTHONORMAL_TOLERANCE = 1e-4
+
+
+def check_direction(geometry: Geometry) -> None:
+    """Refuse a sheared or non-orthonormal direction matrix, naming the fix.
+
+    Orientation codes, the model-space resampling and the hosts' display all
+    assume orthonormal axes; a sheared grid would be explained on the wrong
+    voxels without a word.
+
+    Raises
+    ------
+    ImageError
+        ``D^T D`` differs from the identity by more than :data:`ORTHONORMAL_TOLERANCE`.
+    """
+    d = geometry.direction_matrix
+    deviation = float(np.abs(d.T @ d - np.eye(geometry.dim)).max())
+    if not np.isfinite(deviation) or deviation > ORTHONORMAL_TOLERANCE:
+        raise ImageError(
+            f"The image's direction matrix is not orthonormal (sheared or scaled axes; |D^T D - I| = {deviation:.3g}), "
+            f"so its voxels do not lie on a rectangular grid: direction {np.round(d, 4).tolist()}.",
+            "Resample the scan onto a rectangular grid first (e.g. SimpleITK.Resample with an orthonormal direction, "
+            "or 3D Slicer's Resample Scalar Volume / Harden Transform), or fix the header's direction.",
+        )

@@ -11,6 +11,7 @@ import SimpleITK as sitk
 from .errors import ImageError
 from .geometry import Geometry
 from .image import ScanImage
+from .nifti_check import check_nifti
 
 #: Extensions read as single files (lower case, longest first).
 IMAGE_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
@@ -29,16 +30,20 @@ def is_dicom_series_folder(path: str | os.PathLike) -> bool:
     return p.is_dir() and bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(p)))
 
 
-def read_image(path: str | os.PathLike, series_id: str | None = None) -> ScanImage:
+def read_image(path: str | os.PathLike, series_id: str | None = None, *, series_uid: str | None = None) -> ScanImage:
     """Read a NIfTI, NRRD, MHA file or a DICOM series folder with its geometry.
 
     Parameters
     ----------
     path : str or PathLike
         A file, or a folder holding a DICOM series.
+    series_uid : str, optional
+        SeriesInstanceUID of the series to read when the folder holds several.
+        Default: the one with the most slices, recorded in the scan's
+        ``source`` and, when there was a choice, in a visible warning that
+        lists the others.
     series_id : str, optional
-        Which series to read when the folder holds several (default: the one
-        with the most slices).
+        Older name of ``series_uid``.
 
     Returns
     -------
@@ -54,10 +59,14 @@ def read_image(path: str | os.PathLike, series_id: str | None = None) -> ScanIma
     p = Path(path)
     if not p.exists():
         raise ImageError(f"No file or folder at {p}.", "Check the path.")
+    source: dict[str, str] = {"path": str(p.resolve())}
+    warnings: list[str] = []
     try:
         if p.is_dir():
-            image = _read_dicom_series(p, series_id)
+            image = _read_dicom_series(p, series_uid or series_id, source, warnings)
         else:
+            if has_image_extension(p, (".nii", ".nii.gz")):
+                warnings += check_nifti(p)
             image = sitk.ReadImage(str(p))
     except ImageError:
         raise
@@ -78,10 +87,14 @@ def read_image(path: str | os.PathLike, series_id: str | None = None) -> ScanIma
     if comps > 1:
         arr = np.moveaxis(arr, -1, 0)
     # 3D files with a single slice stay 3D: their geometry is 3D.
-    return ScanImage(arr, Geometry.from_sitk(image), 0 if comps > 1 else None, name=_image_name(p))
+    return ScanImage(
+        arr, Geometry.from_sitk(image), 0 if comps > 1 else None, name=scan_name(p), source=source, warnings=warnings
+    )
 
 
-def _image_name(p: Path) -> str:
+def scan_name(p: str | os.PathLike) -> str:
+    """The scan's name: the file name without its image extension (a DICOM folder's name as it is)."""
+    p = Path(p)
     name = p.name
     for ext in IMAGE_EXTENSIONS:
         if name.lower().endswith(ext):
@@ -89,16 +102,27 @@ def _image_name(p: Path) -> str:
     return name
 
 
-def _read_dicom_series(folder: Path, series_id: str | None) -> sitk.Image:
-    ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+def _read_dicom_series(folder: Path, series_uid: str | None, source: dict[str, str], warnings: list[str]) -> sitk.Image:
+    ids = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
     if not ids:
         raise ImageError(f"{folder} holds no DICOM series.", "Point to a folder of DICOM slices of one series.")
-    if series_id is None:
-        series_id = max(ids, key=lambda s: len(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), s)))
-    elif series_id not in ids:
-        raise ImageError(f"Series {series_id} is not in {folder}.", f"Choose one of {list(ids)}.")
+    files = {uid: sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid) for uid in ids}
+    listing = "; ".join(f"{uid} ({len(files[uid])} slices)" for uid in ids)
+    if series_uid is None:
+        series_uid = max(ids, key=lambda uid: len(files[uid]))
+        if len(ids) > 1:
+            warnings.append(
+                f"{folder.name} holds {len(ids)} DICOM series; read {series_uid} ({len(files[series_uid])} slices), "
+                f"the one with the most slices. All series: {listing}. Pick another with series_uid=..."
+            )
+    elif series_uid not in ids:
+        raise ImageError(
+            f"Series {series_uid} is not in {folder}; it holds {len(ids)} series: {listing}.",
+            "Pass one of these SeriesInstanceUIDs as series_uid.",
+        )
+    source["series_uid"] = series_uid
     reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_id))
+    reader.SetFileNames(files[series_uid])
     return reader.Execute()
 
 

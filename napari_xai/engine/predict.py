@@ -7,7 +7,8 @@ from typing import Any
 
 import torch
 
-from .explain import _eval_mode, _forward_once
+from .call_hooks import shared_eval_mode
+from .explain import _forward_once
 from .image import as_scan
 from .model_space import to_model_space
 from .models.loading import as_loaded_model
@@ -77,7 +78,7 @@ def predict(model: Any, image: Any, spec: Any = None) -> Prediction:
     """
     loaded = as_loaded_model(model, spec)
     msi = to_model_space(as_scan(image), loaded.spec)
-    with _eval_mode(loaded.module):
+    with shared_eval_mode(loaded.module):
         output = _forward_once(loaded.module, msi.tensor)
     resolved = resolve_target(output, msi.tensor, loaded.spec, None, None)
     n = int(output.shape[1]) if output.ndim >= 2 else 1

@@ -8,6 +8,7 @@ from typing import Iterator
 import torch
 import torch.nn as nn
 
+from ..call_hooks import run_local_forward_hooks
 from ..errors import MethodError
 from ..registry import ParamSpec
 from ..budget import gradient_budget
@@ -35,7 +36,6 @@ def find_cam_layer(ctx: MethodContext, requested: str) -> str:
     # (name, output) in the order outputs are produced; a container and its
     # last child return the same tensor, and the child's name is the one to show.
     spatial: list[tuple[str, torch.Tensor]] = []  # tensors kept alive so identity is meaningful
-    handles = []
 
     def make_hook(name: str):
         def hook(_m: nn.Module, _i: object, out: object) -> None:
@@ -44,15 +44,9 @@ def find_cam_layer(ctx: MethodContext, requested: str) -> str:
 
         return hook
 
-    for name, module in ctx.model.module.named_modules():
-        if name:
-            handles.append(module.register_forward_hook(make_hook(name)))
-    try:
-        with torch.inference_mode():
-            ctx.model.module(ctx.probe_input)  # one window of a sliding-window model has the same layers
-    finally:
-        for h in handles:
-            h.remove()
+    hooks = [(module, make_hook(name)) for name, module in ctx.model.module.named_modules() if name]
+    with run_local_forward_hooks(hooks), torch.inference_mode():
+        ctx.model.module(ctx.probe_input)  # one window of a sliding-window model has the same layers
     if not spatial:
         raise MethodError(
             "No layer of this model has a spatial output, so there is nothing for a class activation map to read.",
@@ -64,7 +58,7 @@ def find_cam_layer(ctx: MethodContext, requested: str) -> str:
 
 @contextlib.contextmanager
 def capture_activation(layer: nn.Module, leaf: bool = False) -> Iterator[dict[str, torch.Tensor]]:
-    """Record the layer's output of the next forward pass in ``store['activation']``.
+    """Record the layer's output of the next forward pass in ``store['activation']`` (this thread's passes only).
 
     With ``leaf`` the layer's output is replaced by a detached leaf that
     requires grad (the network goes on from a copy of it), so a backward from
@@ -87,11 +81,8 @@ def capture_activation(layer: nn.Module, leaf: bool = False) -> Iterator[dict[st
         # (ReLU(inplace=True)) neither fails on the leaf nor changes the activation read
         return store["activation"].clone()
 
-    handle = layer.register_forward_hook(hook)
-    try:
+    with run_local_forward_hooks([(layer, hook)]):
         yield store
-    finally:
-        handle.remove()
 
 
 def activation_and_gradient(ctx: MethodContext, name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

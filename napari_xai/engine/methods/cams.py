@@ -60,6 +60,7 @@ import torch
 import torch.nn as nn
 
 from ..budget import batches
+from ..call_hooks import run_local_forward_hooks
 from ..errors import MethodError
 from ..progress import Progress
 from ..registry import MethodSpec, ParamSpec, register_method
@@ -70,12 +71,9 @@ from .grad_cam import grad_cam_map, upsample
 
 @contextlib.contextmanager
 def replaced_activation(layer: nn.Module, value: torch.Tensor) -> Iterator[None]:
-    """The layer's output is replaced by ``value`` during the block (the hook is removed on exit)."""
-    handle = layer.register_forward_hook(lambda _m, _i, _o: value)
-    try:
+    """The layer's output is replaced by ``value`` during the block, in this thread's forward passes only."""
+    with run_local_forward_hooks([(layer, lambda _m, _i, _o: value)]):
         yield
-    finally:
-        handle.remove()
 
 
 def head_linearity_error(ctx: MethodContext, name: str, act: torch.Tensor, grad: torch.Tensor, score: float) -> float:

@@ -24,7 +24,8 @@ import torch
 from ..attribution import Attribution
 from ..budget import default_budget_mb
 from ..errors import MethodError, TargetError, XAIError
-from ..explain import _eval_mode, _forward_once, _module_device, explain_iter
+from ..call_hooks import shared_eval_mode
+from ..explain import _forward_once, _module_device, explain_iter
 from ..image import ScanImage, as_scan
 from ..methods._context import MethodContext, model_failure
 from ..model_space import ModelSpaceInput, map_to_model_space, region_to_model_space, to_model_space, to_scan_grid
@@ -164,7 +165,7 @@ def make_setup(
     if budget < 1:
         raise MethodError(f"The memory budget is {budget} MiB.", "Give a positive memory_budget_mb.")
     msi = to_model_space(scan, loaded.spec)
-    with _eval_mode(loaded.module):
+    with shared_eval_mode(loaded.module):
         output = _forward_once(loaded.module, msi.tensor.to(_module_device(loaded.module)))
     setup = Setup(loaded, scan, msi, output, budget, settings, groups, anatomy_arg=anatomy)
     if anatomy is not None:
@@ -428,7 +429,7 @@ def _faithfulness(setup: Setup, values: np.ndarray, resolved: ResolvedTarget, to
     if cached is None:  # the random order does not depend on the map: one Compare run traces it once per target
         random_ranks = torch.from_numpy(voxel_ranks(np.zeros(model_map.shape, dtype=np.float32), rng)).to(x.device)
         jobs += [CurveJob("random_deletion", random_ranks, "deletion"), CurveJob("random_insertion", random_ranks, "insertion")]
-    with _eval_mode(module):  # the planner's probe pass too: BatchNorm statistics must not move
+    with shared_eval_mode(module):  # the planner's probe pass too: BatchNorm statistics must not move
         planner = MethodContext(setup.loaded, x, resolved, setup.budget_mb).planner(gradients=False)
         curves = yield from relay(trace_curves(x, reference, jobs, s["steps"], score_fn, planner), 0, _UNITS, total, "evaluate: ")
     if cached is None:

@@ -9,6 +9,7 @@ refused unless the caller passes ``trust_pickle=True``.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import os
@@ -28,7 +29,7 @@ import torch.nn as nn
 from ..errors import ModelError, UntrustedModelError
 from .architectures import ArchitectureAllowlist, resolve_architecture
 from .export_archive import checked_export_bytes
-from .spec import ModelSpec, sidecar_path
+from .spec import ModelSpec, merged_spec, sidecar_path
 
 MODEL_KINDS = ("module", "torchscript", "export", "weights", "pickle", "monai_bundle", "nnunet")
 
@@ -146,7 +147,12 @@ def weights_identity(module: nn.Module) -> str:
     return out
 
 
-def as_loaded_model(model: Any, spec: ModelSpec | dict | str | os.PathLike | None = None) -> LoadedModel:
+def as_loaded_model(
+    model: Any,
+    spec: ModelSpec | dict | str | os.PathLike | None = None,
+    *,
+    architectures: ArchitectureAllowlist = None,
+) -> LoadedModel:
     """Coerce what a user passes as ``model`` into a :class:`LoadedModel`.
 
     Parameters
@@ -154,15 +160,28 @@ def as_loaded_model(model: Any, spec: ModelSpec | dict | str | os.PathLike | Non
     model : LoadedModel, torch.nn.Module, str or PathLike
         A path is loaded with :func:`load_model`.
     spec : ModelSpec, dict or path, optional
-        Overrides the spec; an in-process module needs none.
+        Overrides fields of the model's spec, field by field (a dict or file
+        sets its keys; a ModelSpec the fields that differ from the defaults),
+        for the returned object only: a given :class:`LoadedModel` is never
+        changed, so the override applies to one call.
+    architectures : mapping or iterable, optional
+        As for :func:`load_model`.
     """
-    spec_obj = _as_spec(spec) if spec is not None else None
     if isinstance(model, LoadedModel):
-        if spec_obj is not None:
-            model.spec = spec_obj
-        return model
+        if spec is None:
+            return model
+        return dataclasses.replace(model, spec=merged_spec(model.spec, spec), extra=dict(model.extra))
     if isinstance(model, (str, os.PathLike)):
-        return load_model(model, spec=spec_obj)
+        if spec is None:
+            return load_model(model, architectures=architectures)
+        p = Path(model)
+        base = None
+        if p.suffix.lower() == ".json" and p.is_file():
+            base = ModelSpec.read(p)
+        elif sidecar_path(p).is_file():
+            base = ModelSpec.read(sidecar_path(p))
+        return load_model(model, spec=merged_spec(base, spec), architectures=architectures)
+    spec_obj = merged_spec(None, spec) if spec is not None else None
     if isinstance(model, torch.jit.ScriptModule):
         return LoadedModel(model, spec_obj or ModelSpec(), "torchscript", f"<{type(model).__name__}>", weights_identity(model))
     if isinstance(model, nn.Module):

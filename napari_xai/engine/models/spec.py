@@ -342,6 +342,34 @@ def _validated_sliding_window(sw: Any, spatial_dims: int | None) -> dict[str, An
     return out
 
 
+def spec_fields(spec: "ModelSpec | dict | str | os.PathLike") -> dict[str, Any]:
+    """The fields a spec sets: a dict's keys, a file's keys, or a ModelSpec's fields that differ from the defaults."""
+    if isinstance(spec, ModelSpec):
+        default = ModelSpec().to_dict()
+        return {k: v for k, v in spec.to_dict().items() if default.get(k, None) != v}
+    if isinstance(spec, dict):
+        ModelSpec.from_dict(spec)  # refuses unknown or invalid fields, naming them
+        return {k: v for k, v in spec.items() if k not in ("format_version", "description")}
+    p = Path(spec)
+    ModelSpec.read(p)
+    data = json.loads(p.read_text(encoding="utf-8"))
+    return {k: v for k, v in data.items() if k not in ("format_version", "description")}
+
+
+def merged_spec(base: "ModelSpec | None", override: "ModelSpec | dict | str | os.PathLike | None") -> ModelSpec:
+    """``base`` with the fields ``override`` sets replaced, field by field; neither input is changed.
+
+    Raises
+    ------
+    ModelError
+        The override or the merged spec is invalid.
+    """
+    base_fields = base.to_dict() if base is not None else {}
+    if override is None:
+        return ModelSpec.from_dict(base_fields)
+    return ModelSpec.from_dict({**base_fields, **spec_fields(override)})
+
+
 def sidecar_path(model_path: str | os.PathLike) -> Path:
     """The spec path that belongs to a model file: same stem, ``.json``."""
     return Path(model_path).with_suffix(".json")
