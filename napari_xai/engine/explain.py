@@ -93,9 +93,7 @@ def explain_iter(
     scan = as_scan(image, channel_axis=channel_axis)
     checked = method_spec.validate_params(params)
     _check_needs(method_spec.needs, loaded)
-    budget = int(memory_budget_mb) if memory_budget_mb is not None else default_budget_mb()
-    if budget < 1:
-        raise MethodError(f"The memory budget is {budget} MiB.", "Give a positive memory_budget_mb.")
+    budget = checked_budget(memory_budget_mb)
     msi = to_model_space(scan, loaded.spec)
     region_model = None
     if region is not None:
@@ -202,6 +200,25 @@ def explain(
         ``should_cancel`` returned True.
     """
     return run_to_end(explain_iter(model, image, method, target, **kwargs), on_progress, should_cancel, method)
+
+
+def checked_budget(memory_budget_mb: Any) -> int:
+    """The memory budget in MiB: the argument if it is a positive finite number, else the default when None.
+
+    Raises
+    ------
+    MethodError
+        Not a number, NaN, infinite, or below 1 MiB.
+    """
+    if memory_budget_mb is None:
+        return default_budget_mb()
+    ok = isinstance(memory_budget_mb, (int, float, np.integer, np.floating)) and not isinstance(memory_budget_mb, bool)
+    if not ok or not np.isfinite(memory_budget_mb) or memory_budget_mb < 1:
+        raise MethodError(
+            f"The memory budget is {memory_budget_mb!r}; it must be a finite number of MiB, at least 1.",
+            "Give memory_budget_mb as a positive number, e.g. 2048, or leave it unset for the default.",
+        )
+    return int(memory_budget_mb)
 
 
 def boolean_region(region: Any) -> np.ndarray:

@@ -107,6 +107,14 @@ def as_scan(image: Any, channel_axis: int | None = None, name: str | None = None
                 f"The image has dtype {arr.dtype}, not numbers.",
                 "Pass a numeric numpy array (y, x) or (z, y, x), or a path to a NIfTI/NRRD/MHA file.",
             )
+        if channel_axis is not None and (
+            not isinstance(channel_axis, (int, np.integer)) or isinstance(channel_axis, bool) or not -arr.ndim <= channel_axis < arr.ndim
+        ):
+            raise ImageError(
+                f"channel_axis is {channel_axis!r}, but the image has shape {arr.shape} (axes 0 to {arr.ndim - 1}, or -1).",
+                "Give the index of the channel axis as an integer (0 for channels first, -1 for channels last), "
+                "or leave it unset for a single-channel image.",
+            )
         if channel_axis is not None and channel_axis not in (0,):
             arr = np.moveaxis(arr, channel_axis, 0)
             channel_axis = 0
@@ -147,6 +155,16 @@ def validate_scan(scan: ScanImage) -> None:
     if min(shape) < 1 or scan.array.size == 0:
         raise ImageError(f"The image is empty (shape {scan.array.shape}).", "Load a non-empty image.")
     check_direction(scan.geometry)
+    if np.issubdtype(scan.array.dtype, np.floating) and scan.array.dtype.itemsize > 4:
+        limit = float(np.finfo(np.float32).max)
+        big = np.abs(scan.array) > limit
+        if big.any():
+            raise ImageError(
+                f"The image has {int(big.sum())} value(s) beyond the float32 range (largest magnitude "
+                f"{float(np.nanmax(np.abs(scan.array))):.3g}); models compute in float32, where they become infinite.",
+                "Rescale the image to its physical units (e.g. Hounsfield units or normalised MRI intensities) "
+                "before explaining.",
+            )
     if np.issubdtype(scan.array.dtype, np.floating):
         bad = ~np.isfinite(scan.array)
         if bad.any():

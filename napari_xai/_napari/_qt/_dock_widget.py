@@ -42,6 +42,7 @@ from napari_xai.engine import ModelSpec, XAIError, get_method
 from napari_xai.engine.estimate import RemainingTime, confirm_seconds
 
 from .. import _logic
+from ._workers import WorkerGuard
 from .._layers import is_result_layer, scan_from_layer
 
 #: Model menu entry that opens a file dialog.
@@ -112,6 +113,7 @@ class XAIWidget(QWidget):
         self._clock: RemainingTime | None = None
         self._estimating = False
         self._staged = 0  # main-thread steps of showing a result still queued (see _in_turns)
+        self._worker_guard = WorkerGuard(self, self._after_workers_stopped)
 
         outer = QVBoxLayout(self)
         form = QFormLayout()
@@ -408,7 +410,7 @@ class XAIWidget(QWidget):
             except Exception as exc:  # shown in the status line only; Run shows it as a notification
                 failed(exc)
             return
-        worker = _keep_alive(create_worker(work, _ignore_errors=True, _start_thread=False))
+        worker = self._worker_guard.track(_keep_alive(create_worker(work, _ignore_errors=True, _start_thread=False)))
         worker.returned.connect(done)
         worker.errored.connect(failed)
         self._predict_worker = worker
@@ -478,7 +480,7 @@ class XAIWidget(QWidget):
         # the estimate's probe pass runs off the main thread, like the run itself
         self._estimating = True
         self._set_running(True)
-        worker = _keep_alive(create_worker(_logic.estimate_jobs, jobs, _ignore_errors=True, _start_thread=False))
+        worker = self._worker_guard.track(_keep_alive(create_worker(_logic.estimate_jobs, jobs, _ignore_errors=True, _start_thread=False)))
         worker.returned.connect(lambda estimates: self._confirm_and_start(jobs, methods, compare, estimates))
         worker.errored.connect(self._fail)
         worker.finished.connect(self._on_estimated)
@@ -511,7 +513,7 @@ class XAIWidget(QWidget):
         if _logic.threads_disabled():
             self._drive_here(self._gen)
             return
-        worker = _keep_alive(create_worker(_drive, self._gen, _ignore_errors=True, _start_thread=False))
+        worker = self._worker_guard.track(_keep_alive(create_worker(_drive, self._gen, _ignore_errors=True, _start_thread=False)))
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(self._on_returned)
         worker.errored.connect(self._fail)
@@ -639,6 +641,17 @@ class XAIWidget(QWidget):
     def _on_aborted(self) -> None:
         self.progress.setValue(0)
         self.status.setText("Cancelled: nothing was added.")
+
+    def close_workers(self) -> None:
+        """Stop the run and the prediction and wait for their threads (done by itself when the viewer closes)."""
+        self._worker_guard.shutdown()
+
+    def _after_workers_stopped(self, workers: list[Any]) -> None:
+        _LIVE_WORKERS.difference_update(workers)
+        self._estimating = False
+        gen, self._gen, self.worker, self._predict_worker = self._gen, None, None, None
+        if gen is not None:
+            gen.close()  # the worker has returned: release the engine's hooks and buffers
 
     def _on_finished(self) -> None:
         gen, self._gen, self.worker = self._gen, None, None

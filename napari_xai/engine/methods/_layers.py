@@ -26,12 +26,10 @@ def find_cam_layer(ctx: MethodContext, requested: str) -> str:
     MethodError
         No layer has spatial output, or the model takes no hooks.
     """
-    if requested:
-        ctx.model.get_layer(requested)
-        return requested
-    if ctx.model.spec.cam_layer:
-        ctx.model.get_layer(ctx.model.spec.cam_layer)
-        return ctx.model.spec.cam_layer
+    if requested or ctx.model.spec.cam_layer:
+        name = requested or ctx.model.spec.cam_layer
+        _check_spatial_output(ctx, name, "the 'layer' parameter" if requested else "the spec's cam_layer")
+        return name
     ctx.model.get_layer("")  # raises the TorchScript message where hooks cannot work
     # (name, output) in the order outputs are produced; a container and its
     # last child return the same tensor, and the child's name is the one to show.
@@ -39,7 +37,7 @@ def find_cam_layer(ctx: MethodContext, requested: str) -> str:
 
     def make_hook(name: str):
         def hook(_m: nn.Module, _i: object, out: object) -> None:
-            if isinstance(out, torch.Tensor) and out.ndim == ctx.x.ndim and max(out.shape[2:]) > 1:
+            if _is_spatial(out, ctx.x.ndim):
                 spatial.append((name, out))
 
         return hook
@@ -54,6 +52,26 @@ def find_cam_layer(ctx: MethodContext, requested: str) -> str:
         )
     last_tensor = spatial[-1][1]
     return next(name for name, tensor in spatial if tensor is last_tensor)
+
+
+def _is_spatial(out: object, ndim: int) -> bool:
+    return isinstance(out, torch.Tensor) and out.ndim == ndim and max(out.shape[2:]) > 1
+
+
+def _check_spatial_output(ctx: MethodContext, name: str, where: str) -> None:
+    """Refuse a named layer whose output is no feature map (a linear head, a pooled vector)."""
+    layer = ctx.model.get_layer(name)
+    seen: list[object] = []
+    with run_local_forward_hooks([(layer, lambda _m, _i, out: seen.append(out))]), torch.inference_mode():
+        ctx.module(ctx.x)
+    if not seen or not _is_spatial(seen[-1], ctx.x.ndim):
+        shape = tuple(seen[-1].shape) if seen and isinstance(seen[-1], torch.Tensor) else type(seen[-1]).__name__ if seen else "nothing"
+        raise MethodError(
+            f"Layer {name!r} (from {where}) has no spatial output (it gives {shape} for an input of shape "
+            f"{tuple(ctx.x.shape)}), so there is no map for a class activation method to read.",
+            "Name a convolutional layer whose output keeps the image's spatial axes, or leave the layer empty to use "
+            "the last such layer.",
+        )
 
 
 @contextlib.contextmanager

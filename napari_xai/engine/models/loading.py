@@ -329,10 +329,14 @@ def _sniff_kind(p: Path) -> str:
     if zipfile.is_zipfile(p):
         with zipfile.ZipFile(p) as zf:
             names = zf.namelist()
-        if p.suffix.lower() == ".pt2" or any(n.endswith("archive_format") for n in names):
+        if any(n.endswith("archive_format") for n in names):
             return "export"
         if any("/code/" in n for n in names) or any(n.endswith("constants.pkl") for n in names):
             return "torchscript"
+        if any(n.endswith("data.pkl") for n in names):
+            return "torch.save"  # whatever its suffix (e.g. a whole-model pickle renamed .pt2)
+        if p.suffix.lower() == ".pt2":
+            return "export"
     return "torch.save"
 
 

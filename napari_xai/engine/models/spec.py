@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -108,6 +110,7 @@ class ModelSpec:
     sliding_window: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        self._check_types()
         if self.input_size is not None:
             self.input_size = tuple(int(v) for v in self.input_size)
         if self.input_spacing is not None:
@@ -115,6 +118,40 @@ class ModelSpec:
         if self.transpose is not None and isinstance(self.transpose, (list, tuple)):
             self.transpose = tuple(self.transpose)
         self.validate()
+
+    def _check_types(self) -> None:
+        """Raise :class:`ModelError` naming the first field of the wrong JSON type (before anything converts it)."""
+
+        def wrong(key: str, value: Any, expected: str, example: str) -> ModelError:
+            return ModelError(
+                f"Model spec: {key} is {value!r} ({type(value).__name__}), not {expected}.", f"Write it as {example}."
+            )
+
+        for key in ("name", "task", "orientation", "cam_layer", "weights", "model_card"):
+            value = getattr(self, key)
+            if value is not None and not isinstance(value, str):
+                raise wrong(key, value, "a string", f'"{key}": "..."')
+        for key, example in (("spatial_dims", "3"), ("in_channels", "1")):
+            value = getattr(self, key)
+            if value is not None and not _is_int(value):
+                raise wrong(key, value, "an integer", f'"{key}": {example}')
+        if self.input_size is not None and not (
+            isinstance(self.input_size, (list, tuple)) and all(_is_int(v) for v in self.input_size)
+        ):
+            raise wrong("input_size", self.input_size, "a list of integers", '"input_size": [96, 96, 96] (z, y, x)')
+        if self.input_spacing is not None and not (
+            isinstance(self.input_spacing, (list, tuple)) and all(_is_finite_number(v) for v in self.input_spacing)
+        ):
+            raise wrong(
+                "input_spacing", self.input_spacing, "a list of finite numbers (mm)", '"input_spacing": [1.5, 1.0, 1.0] (z, y, x)'
+            )
+        if not isinstance(self.intensity, dict):
+            raise wrong("intensity", self.intensity, "an object", '{"type": "zscore"} or {"type": "window", "center": 40, "width": 400}')
+        for key in ("center", "width"):  # the window's numbers (other types' numbers: _validate_intensity_numbers)
+            if key in self.intensity and not _is_finite_number(self.intensity[key]):
+                raise wrong(f"intensity.{key}", self.intensity[key], "a finite number", f'"{key}": 40')
+        if self.labels is not None and not (isinstance(self.labels, list) and all(isinstance(v, str) for v in self.labels)):
+            raise wrong("labels", self.labels, "a list of strings", '"labels": ["background", "lesion"]')
 
     def validate(self) -> None:
         """Raise :class:`ModelError` naming the first inconsistent field."""
@@ -257,6 +294,14 @@ def _validate_intensity_numbers(intensity: dict[str, Any], bad: Any) -> None:
         raise bad("a ct intensity transform has lower > upper.", f"Give the clip bounds in order, e.g. {example}.")
     if kind == "ct" and float(intensity["std"]) < 0:
         raise bad("a ct intensity transform has a negative std.", f"Give the foreground standard deviation, e.g. {example}.")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_finite_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
 
 
 SLIDING_WINDOW_DEFAULTS: dict[str, Any] = {
