@@ -240,3 +240,17 @@ def model_file(tmp_path):
     torch.export.save(ep, str(tmp_path / "net.pt2"))
     return tmp_path / "net.pt2"
 
+
+
+# -- cancel: integrated gradients' set-up -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("steps", [2, 7, 50])
+def test_gauss_legendre_nodes_are_numpys(steps):
+    from napari_xai.engine.methods.integrated_gradients import quadrature
+
+    alphas, weights = quadrature("gausslegendre", steps)
+    nodes, ref_weights = np.polynomial.legendre.leggauss(steps)
+    np.testing.assert_allclose(alphas, 0.5 * (nodes + 1), rtol=0, atol=1e-13)
+    np.testing.assert_allclose(weights, 0.5 * ref_weights, rtol=0, atol=1e-13)
+
