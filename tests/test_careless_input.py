@@ -12,7 +12,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from napari_xai.engine import ImageError, TargetError, explain, read_image
+from napari_xai.engine import Cancelled, ImageError, TargetError, explain, read_image
 from napari_xai.engine.cli import main, output_stems
 from napari_xai.engine.methods._layers import capture_activation
 from napari_xai.engine.methods.cams import replaced_activation
@@ -254,3 +254,21 @@ def test_gauss_legendre_nodes_are_numpys(steps):
     np.testing.assert_allclose(alphas, 0.5 * (nodes + 1), rtol=0, atol=1e-13)
     np.testing.assert_allclose(weights, 0.5 * ref_weights, rtol=0, atol=1e-13)
 
+
+
+def test_kernel_shap_polls_cancel_while_drawing_many_coalitions(monkeypatch):
+    """Drawing coalitions (seconds for 10^5 of them) yields every chunk, so Cancel is polled before the first pass."""
+    from napari_xai.engine.methods import kernel_shap
+
+    monkeypatch.setattr(kernel_shap, "COALITION_CHUNK", 100)
+    polled: list[str] = []
+
+    def should_cancel() -> bool:
+        return bool(polled) and "perturbed samples" in polled[-1]
+
+    with pytest.raises(Cancelled):
+        explain(make_net(3), random_volume((8, 9, 10)), "kernel_shap", target=1, segmentation="grid", cell=2, n_samples=1002,
+                on_progress=lambda e: polled.append(e.message), should_cancel=should_cancel)
+    drawing = [m for m in polled if "drawing coalitions" in m]
+    assert len(drawing) == 10
+    assert polled.index(drawing[-1]) < next(i for i, m in enumerate(polled) if "perturbed samples" in m)

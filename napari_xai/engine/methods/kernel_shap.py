@@ -25,7 +25,6 @@ by enumeration and with Captum's ``KernelShap`` fed the same coalitions.
 
 from __future__ import annotations
 
-import itertools
 import math
 from typing import Any, Generator
 
@@ -42,31 +41,51 @@ def auto_samples(n_features: int) -> int:
     return 4 * n_features + 64
 
 
+#: Coalitions drawn between two progress events while sampling them.
+COALITION_CHUNK = 20_000
+
+
 def shap_coalitions(n_features: int, n_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray, bool]:
     """Coalitions ``(n, M)`` (bool), their regression weights, and whether they are all ``2**M``.
 
     Row 0 is the full coalition and row 1 the empty one (the constraint's
     end points, weight 0 in the regression).
     """
+    gen = shap_coalitions_iter(n_features, n_samples, seed)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value
+
+
+def shap_coalitions_iter(n_features: int, n_samples: int, seed: int) -> Generator[Progress, None, tuple[np.ndarray, np.ndarray, bool]]:
+    """:func:`shap_coalitions` as a generator with a progress event every :data:`COALITION_CHUNK` coalitions."""
     m = n_features
     if m < 31 and 2**m <= n_samples:
-        rows = [np.ones(m, bool), np.zeros(m, bool)]
-        weights = [0.0, 0.0]
-        for k in range(1, m):
-            w = (m - 1) / (math.comb(m, k) * k * (m - k))
-            for on in itertools.combinations(range(m), k):
-                z = np.zeros(m, bool)
-                z[list(on)] = True
-                rows.append(z)
-                weights.append(w)
-        return np.array(rows), np.array(weights), True
+        # every proper, non-empty subset as the bits of 1 .. 2**m - 2, ordered by size
+        codes = np.arange(1, 2**m - 1, dtype=np.int64)
+        bits = ((codes[:, None] >> np.arange(m)) & 1).astype(bool)
+        bits = bits[np.argsort(bits.sum(axis=1), kind="stable")]
+        k = bits.sum(axis=1)
+        w = (m - 1) / (np.array([math.comb(m, int(i)) for i in range(m + 1)], dtype=np.float64)[k] * k * (m - k))
+        yield Progress(len(bits), len(bits), f"KernelSHAP: all {2**m} coalitions")
+        return np.concatenate([np.ones((1, m), bool), np.zeros((1, m), bool), bits]), np.concatenate([[0.0, 0.0], w]), True
     rng = np.random.default_rng(seed)
     n = max(n_samples, 3)
     sizes = np.arange(1, m)
     p = (m - 1) / (sizes * (m - sizes))
     k = rng.choice(sizes, size=n - 2, p=p / p.sum())
-    ranks = rng.random((n - 2, m)).argsort(axis=1).argsort(axis=1)  # a uniform random permutation per row
-    z = np.concatenate([np.ones((1, m), bool), np.zeros((1, m), bool), ranks < k[:, None]])
+    z = np.zeros((n, m), bool)
+    z[0] = True
+    # a uniform random subset of size k per row: the k smallest of m uniform draws (drawn in
+    # chunks of rows, which consumes the generator exactly as one draw of all rows would)
+    for lo in range(0, n - 2, COALITION_CHUNK):
+        hi = min(n - 2, lo + COALITION_CHUNK)
+        order = rng.random((hi - lo, m)).argsort(axis=1)
+        on = np.arange(m)[None, :] < k[lo:hi, None]
+        np.put_along_axis(z[2 + lo : 2 + hi], order, on, axis=1)
+        yield Progress(hi, n - 2, f"KernelSHAP: drawing coalitions {hi}/{n - 2}")
     w = np.concatenate([[0.0, 0.0], np.ones(n - 2)])
     return z, w, False
 
@@ -94,7 +113,7 @@ def constrained_shapley_fit(z: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.n
 def _run(ctx: MethodContext, params: dict[str, Any]) -> Generator[Progress, None, np.ndarray]:
     labels, ref, m = yield from prepare(ctx, params, "KernelSHAP")
     n = params["n_samples"] or auto_samples(m)
-    z, w, exact = shap_coalitions(m, n, params["seed"])
+    z, w, exact = yield from shap_coalitions_iter(m, n, params["seed"])
     y = yield from evaluate(ctx, labels, ref, z, "KernelSHAP")
     phi = constrained_shapley_fit(z, y, w)
     ctx.checks["kernel_shap"] = {
