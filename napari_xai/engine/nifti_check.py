@@ -40,8 +40,8 @@ def check_nifti(path: Path) -> list[str]:
     try:
         with (gzip.open(path, "rb") if compressed else path.open("rb")) as fh:
             head = fh.read(540)
-    except (OSError, EOFError, zlib.error) as err:
-        raise ImageError(f"{path.name} could not be read ({err}).", "Check that the file is complete (copy it again).") from err
+    except (OSError, EOFError, zlib.error):
+        return []  # not even a header: SimpleITK's reader says what is wrong
     header = _parse_header(head, path.name)
     if header is None:
         return []  # not a NIfTI header we know: leave it to SimpleITK

@@ -3,8 +3,8 @@
 A thread worker whose Qt signal object is deleted while it still runs (the
 viewer closed, the dock removed, the application quitting) emits into a
 deleted object when it finishes, and Qt aborts the process. The guard below
-watches the viewer's main window (its Close event), the widget itself
-(taken out of its dock) and the application (about to quit); on any of them
+watches the viewer's main window (its Close event, which quitting napari
+sends too) and the widget itself (taken out of its dock); on either
 it asks every worker to stop (a generator worker stops at its next progress
 event, which comes at least once a second), cuts the signals into the widget
 and waits for the workers to return, so nothing reaches a deleted object.
@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from qtpy.QtCore import QEvent, QObject, QThreadPool
-from qtpy.QtWidgets import QApplication, QMainWindow, QWidget
+from qtpy.QtWidgets import QMainWindow, QWidget
 
 #: How long closing waits for running workers before giving up (ms).
 SHUTDOWN_WAIT_MS = 60_000
@@ -40,12 +40,9 @@ class WorkerGuard(QObject):
         self._widget = widget
         self._on_shutdown = on_shutdown
         self._workers: list[Any] = []
-        self._watched: list[QObject] = []
+        self._watched: set[int] = set()  # ids, not references: the guard must not keep the viewer alive
         self._stopping = False
         self._watch_ancestors()
-        app = QApplication.instance()
-        if app is not None:
-            app.aboutToQuit.connect(self.shutdown)
 
     def track(self, worker: Any) -> Any:
         """Remember ``worker`` until it finishes, and watch the widget's window from now on."""
@@ -61,9 +58,9 @@ class WorkerGuard(QObject):
         """Filter the events of the widget and of every widget above it (the dock, the main window)."""
         obj: QObject | None = self._widget
         while obj is not None:
-            if obj not in self._watched:
+            if id(obj) not in self._watched:
                 obj.installEventFilter(self)
-                self._watched.append(obj)
+                self._watched.add(id(obj))
             obj = obj.parent()
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
