@@ -63,12 +63,12 @@ def _check_spatial_output(ctx: MethodContext, name: str, where: str) -> None:
     layer = ctx.model.get_layer(name)
     seen: list[object] = []
     with run_local_forward_hooks([(layer, lambda _m, _i, out: seen.append(out))]), torch.inference_mode():
-        ctx.module(ctx.x)
+        ctx.model.module(ctx.probe_input)
     if not seen or not _is_spatial(seen[-1], ctx.x.ndim):
         shape = tuple(seen[-1].shape) if seen and isinstance(seen[-1], torch.Tensor) else type(seen[-1]).__name__ if seen else "nothing"
         raise MethodError(
             f"Layer {name!r} (from {where}) has no spatial output (it gives {shape} for an input of shape "
-            f"{tuple(ctx.x.shape)}), so there is no map for a class activation method to read.",
+            f"{tuple(ctx.probe_input.shape)}), so there is no map for a class activation method to read.",
             "Name a convolutional layer whose output keeps the image's spatial axes, or leave the layer empty to use "
             "the last such layer.",
         )
