@@ -242,7 +242,8 @@ def _run(item: CohortInput, request: CohortRequest, out: Path, base: dict[str, A
         t1 = time.perf_counter()
         attribution = explain(model, scan, method, target=request.target, reduce=request.reduce, memory_budget_mb=request.memory_budget_mb, **request.params.get(method, {}))
         t2 = time.perf_counter()
-        map_path = attribution.save(folder / f"{item.scan_id}_{method}{request.map_format}")
+        # the scan's own folder, without a completion marker: what is there is an interrupted or outdated run of this scan
+        map_path = attribution.save(folder / f"{item.scan_id}_{method}{request.map_format}", overwrite=True)
         metrics = trust_metrics(attribution, model=model, image=scan, mask=mask, evaluate=request.metrics, on_error="record")
         t3 = time.perf_counter()
         maps.append(attribution)

@@ -186,6 +186,7 @@ def _run(args: argparse.Namespace) -> int:
                 png = render_overlay(scan, attribution, str(png_path), layout=args.layout, limits=tuple(args.limits) if args.limits else None, mask=mask, mask_label=outline_label, dpi=args.dpi)
                 line += f", {png.name}"
             if args.dicom or args.dicom_overlay:
+                check_writable(Path(str(stem) + "_pm.dcm"), overwrite=args.overwrite, source=scan.source.get("path"))
                 dicom = write_parametric_map(attribution, image_path, str(stem) + "_pm.dcm", scan=scan, secondary_capture=args.dicom_overlay)
                 line += f", {dicom.parametric_map.name}" + (f" (+{len(dicom.secondary_capture)} overlay slices)" if dicom.secondary_capture else "")
             completeness = attribution.checks.get("completeness")
@@ -195,6 +196,7 @@ def _run(args: argparse.Namespace) -> int:
             maps.append(attribution)
         if args.report:
             trust = [trust_metrics(a, model=model, image=scan, evaluate=not args.no_metrics, on_error="record") for a in maps]
+            check_writable(out / f"{image_stem}_report.pdf", overwrite=args.overwrite, source=scan.source.get("path"))
             report = write_report(scan, maps, out / f"{image_stem}_report.pdf", trust=trust, image_path=image_path)
             print(f"{scan.name}: report {report.pdf} ({len(report.pages)} pages)")
     print("\ninput\tmethod\tmap")
