@@ -55,7 +55,7 @@ def test_report_pages_render_non_empty_with_embedded_fonts(report, tmp_path):
         assert ink > 0.005, f"{page.name} is (nearly) blank"
     # the map pages hold images: many distinct colours, not just text
     assert len(np.unique(sitk.GetArrayFromImage(sitk.ReadImage(str(pages[1]))).reshape(-1, 3), axis=0)) > 200
-    fonts = subprocess.run(["pdffonts", str(files.pdf)], capture_output=True, text=True, check=True).stdout.splitlines()[2:]
+    fonts = subprocess.run(["pdffonts", str(files.pdf)], capture_output=True, encoding="utf-8", errors="replace", check=True).stdout.splitlines()[2:]
     assert fonts and all("TrueType" in f and " yes " in f for f in fonts), fonts
     for png in files.pages:
         assert png.stat().st_size > 10_000
@@ -64,7 +64,7 @@ def test_report_pages_render_non_empty_with_embedded_fonts(report, tmp_path):
 @needs_poppler
 def test_report_text_holds_title_block_trust_table_and_provenance(report):
     root, scan, maps, files = report
-    text = subprocess.run(["pdftotext", "-layout", str(files.pdf), "-"], capture_output=True, text=True, check=True).stdout
+    text = subprocess.run(["pdftotext", "-layout", str(files.pdf), "-"], capture_output=True, encoding="utf-8", errors="replace", check=True).stdout
     for needed in ("Saliency report: scan", "Weights SHA-256", maps[0].model["weights_sha256"], "0.7 x 1.3 x 2.9 mm", "Trust table",
                    "completeness error", "Integrated Gradients", "Grad-CAM", "Sign convention: signed map", "Sign convention: non-negative",
                    "Provenance appendix", "napari-xai-explain --model", "mm"):
@@ -117,5 +117,5 @@ def test_cli_report_holds_every_method_of_a_scan(report, model_file, tmp_path):
     pages = sorted(out.glob("scan_report_page*.png"))
     assert pdf.stat().st_size > 20_000 and len(pages) >= 4
     if shutil.which("pdftotext"):
-        text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+        text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, encoding="utf-8", errors="replace", check=True).stdout
         assert "Vanilla Gradient" in text and "Grad-CAM" in text
