@@ -1,11 +1,17 @@
 """Whole scans through a real segmentation network: time and peak memory against the budget, per method.
 
     flock /tmp/napari_xai_heavy.lock python benchmarks/bench_scale.py [--cases 128,256,ct] [--threads 2]
-        [--methods vanilla_gradient,grad_cam,...] [--budget 2048] [--out results.json]
+        [--net segresnet|nnunet] [--methods vanilla_gradient,grad_cam,...] [--params rise:n_masks=8 ...]
+        [--budget 2048] [--out results.json]
 
 The network is MONAI's ``SegResNet(spatial_dims=3, in_channels=1,
 out_channels=2, init_filters=8)`` with seeded random weights (no trained
-weights are downloaded; time and memory do not depend on them). The target is
+weights are downloaded; time and memory do not depend on them), or with
+``--net nnunet`` an nnU-Net-style ``PlainConvUNet`` (``dynamic_network_architectures``)
+loaded by napari-xai's nnU-Net loader from a results folder the script
+writes (plans: 4 stages of 8, 16, 32, 64 features, 3^3 kernels, InstanceNorm,
+LeakyReLU, patch 64^3, 1 mm spacing, CT normalisation), run as nnU-Net
+predicts: Gaussian windows of the patch size, step 0.5, sigma 1/8. The target is
 class 1 summed over a 16^3 region at the centre. Volumes are generated
 CT-like volumes with HU intensities (a water cylinder in air with a few
 denser blobs); they are synthetic, not scans. The spec windows them to
@@ -38,9 +44,15 @@ METHODS = {
     "vanilla_gradient": {"absolute": False},
     "integrated_gradients": {"steps": 8},
     "grad_cam": {"relu": True},
+    "grad_cam_pp": {"relu": True},
     "occlusion": {"window": 32, "stride": 32},
     "rise": {"n_masks": 64, "grid": 8},
 }
+#: The nnU-Net-style network's plans (small enough for a 2-core CPU; nnU-Net's own planner sizes them for a GPU).
+NNUNET_ARCH = {"n_stages": 4, "features_per_stage": [8, 16, 32, 64], "kernel_sizes": [[3, 3, 3]] * 4,
+               "strides": [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2]], "n_conv_per_stage": [2, 2, 2, 2],
+               "n_conv_per_stage_decoder": [2, 2, 2]}
+NNUNET_BENCH_PATCH = [64, 64, 64]
 
 
 def ct_like(shape: tuple[int, ...], seed: int = 0):
@@ -73,28 +85,67 @@ def current_rss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def run_case(size: str, method: str, windows: bool, roi: int, budget: int, threads: int, check: bool) -> dict:
+def nnunet_model(root: str):
+    """Write an nnU-Net v2 results folder with :data:`NNUNET_ARCH` (fold 0, seeded weights) and load it as napari-xai does."""
+    import json
+    from pathlib import Path
+
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from napari_xai.engine.models import load_model
+    from tests.real_format_fixtures import nnunet_checkpoint, nnunet_dataset_json, nnunet_network, nnunet_plans
+
+    plans, dataset_json = nnunet_plans(), nnunet_dataset_json()
+    conf = plans["configurations"]["3d_fullres"]
+    conf.update({"patch_size": NNUNET_BENCH_PATCH, "spacing": [1.0, 1.0, 1.0]})
+    conf["architecture"]["arch_kwargs"].update(NNUNET_ARCH)
+    folder = Path(root)
+    (folder / "fold_0").mkdir(parents=True)
+    (folder / "plans.json").write_text(json.dumps(plans, indent=1))
+    (folder / "dataset.json").write_text(json.dumps(dataset_json, indent=1))
+    net = nnunet_network(plans, dataset_json)
+    torch.save(nnunet_checkpoint(net, plans, dataset_json, 0), folder / "fold_0" / "checkpoint_final.pth")
+    return load_model(folder, folds=0)
+
+
+def run_case(size: str, method: str, windows: bool, roi: int, budget: int, threads: int, check: bool,
+             net_name: str = "segresnet", params: dict | None = None) -> dict:
+    import tempfile
+
     import numpy as np
     import torch
 
     torch.set_num_threads(threads)
-    from monai.networks.nets import SegResNet
-
     from napari_xai.engine import MemoryBudgetError, estimate, explain
+    from napari_xai.engine.sliding_window import plan_windows, sliding_window_forward
 
-    torch.manual_seed(0)
-    net = SegResNet(spatial_dims=3, in_channels=1, out_channels=2, init_filters=8).eval()
     shape = SIZES[size]
     vol = ct_like(shape)
     region = np.zeros(shape, dtype=bool)
     region[tuple(slice(n // 2 - 8, n // 2 + 8) for n in shape)] = True
-    spec = {"task": "segmentation", "spatial_dims": 3, "in_channels": 1, "intensity": {"type": "window", "center": 0, "width": 2000}}
-    if windows:
-        spec["sliding_window"] = {"roi_size": [roi] * 3, "overlap": 0.25, "mode": "gaussian"}
-    params = METHODS[method]
+    if net_name == "nnunet":
+        with tempfile.TemporaryDirectory() as tmp:
+            model = nnunet_model(tmp)
+        net, spec = model, None
+        sw = dict(model.spec.sliding_window)
+        if not windows:
+            raise SystemExit("the nnU-Net-style network runs by its Gaussian windows only (--mode windows)")
+    else:
+        from monai.networks.nets import SegResNet
+
+        torch.manual_seed(0)
+        net = SegResNet(spatial_dims=3, in_channels=1, out_channels=2, init_filters=8).eval()
+        spec = {"task": "segmentation", "spatial_dims": 3, "in_channels": 1, "intensity": {"type": "window", "center": 0, "width": 2000}}
+        sw = {"roi_size": [roi] * 3, "overlap": 0.25, "mode": "gaussian"}
+        if windows:
+            spec["sliding_window"] = sw
+    module = net.module if net_name == "nnunet" else net
+    params = {**METHODS[method], **(params or {})}
     gc.collect()
     baseline_kb = current_rss_kb()  # what is resident now: libraries, weights, the scan (not generation temporaries)
-    out = {"size": size, "shape": list(shape), "method": method, "windows": windows, "roi": roi if windows else None, "budget_mb": budget}
+    out = {"net": net_name, "size": size, "shape": list(shape), "method": method, "params": params, "windows": windows,
+           "roi": sw["roi_size"] if windows else None, "budget_mb": budget}
     t0 = time.perf_counter()
     cost = estimate(net, vol, method, 1, region=region, spec=spec, memory_budget_mb=budget, **params)
     out["estimate"] = {"seconds": cost.seconds, "peak_mb": cost.peak_mb, "forward": cost.forward_passes, "backward": cost.backward_passes, "fits": cost.fits}
@@ -104,6 +155,7 @@ def run_case(size: str, method: str, windows: bool, roi: int, budget: int, threa
         att = explain(net, vol, method, 1, region=region, spec=spec, memory_budget_mb=budget, **params)
         out["status"] = "ran"
         values = att.values
+        out["checkpointing"] = att.checks.get("checkpointing")
     except MemoryBudgetError as err:
         out["status"] = "refused"
         out["message"] = str(err)
@@ -113,24 +165,46 @@ def run_case(size: str, method: str, windows: bool, roi: int, budget: int, threa
     out["baseline_mb"] = baseline_kb / 1024
     out["peak_mb"] = peak_kb / 1024
     out["peak_above_baseline_mb"] = (peak_kb - baseline_kb) / 1024
-    out["model_mb"] = sum(p.numel() * p.element_size() for p in net.parameters()) / 2**20
+    out["model_mb"] = sum(p.numel() * p.element_size() for p in module.parameters()) / 2**20
     # Grad-CAM's whole-volume reference stitches the layer's activations across windows, which the engine's
     # whole-volume path cannot see: tests/test_sliding_window.py checks it against MONAI's own blending.
-    if check and values is not None and windows and method != "grad_cam":
-        from monai.inferers import sliding_window_inference
+    if check and values is not None and windows and method not in ("grad_cam", "grad_cam_pp"):
+        if net_name == "nnunet":  # the engine's forward in nnU-Net's style (tests/test_nnunet.py checks it against nnU-Net's loop)
+            def whole_forward(x):
+                return sliding_window_forward(module, x, plan_windows(tuple(x.shape[2:]), sw), batch=4)
+            whole_spec = {**net.spec.to_dict(), "sliding_window": None}
+        else:
+            from monai.inferers import sliding_window_inference
+
+            def whole_forward(x):
+                return sliding_window_inference(x, tuple(sw["roi_size"]), 4, module, overlap=0.25, mode="gaussian")
+            whole_spec = {k: v for k, v in spec.items() if k != "sliding_window"}
 
         class Whole(torch.nn.Module):
             def __init__(self) -> None:
                 super().__init__()
-                self.net = net
+                self.net = module
 
             def forward(self, x):
-                return sliding_window_inference(x, (roi,) * 3, 4, self.net, overlap=0.25, mode="gaussian")
+                return whole_forward(x)
 
-        ref = explain(Whole(), vol, method, 1, region=region, spec={k: v for k, v in spec.items() if k != "sliding_window"},
-                      memory_budget_mb=10**6, **params).values
+        ref = explain(Whole(), vol, method, 1, region=region, spec=whole_spec, memory_budget_mb=10**6, **params).values
         out["max_rel_diff_vs_whole"] = float(np.abs(values - ref).max() / max(np.abs(ref).max(), 1e-30))
     return out
+
+
+def parse_params(items: list[str]) -> dict[str, dict]:
+    """``method:key=value,key=value`` items as ``{method: {key: value}}`` (values read as JSON where they parse)."""
+    found: dict[str, dict] = {}
+    for item in items:
+        method, _, pairs = item.partition(":")
+        for pair in pairs.split(","):
+            key, _, value = pair.partition("=")
+            try:
+                found.setdefault(method, {})[key] = json.loads(value)
+            except json.JSONDecodeError:
+                found.setdefault(method, {})[key] = value
+    return found
 
 
 def main() -> None:
@@ -142,22 +216,27 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=2048)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--check", action="store_true", help="also compare with autograd through MONAI's whole sliding-window forward")
+    ap.add_argument("--net", default="segresnet", choices=("segresnet", "nnunet"))
+    ap.add_argument("--params", nargs="*", default=[], help="per-method overrides, e.g. rise:n_masks=8 occlusion:window=64,stride=64")
     ap.add_argument("--out", default="")
     ap.add_argument("--one", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         size, method, mode = args.one.split(":")
-        print(json.dumps(run_case(size, method, mode == "windows", args.roi, args.budget, args.threads, args.check)))
+        print(json.dumps(run_case(size, method, mode == "windows", args.roi, args.budget, args.threads, args.check, args.net,
+                                  parse_params(args.params).get(method))))
         return
     results = []
     for size in args.cases.split(","):
         for mode in args.mode.split(","):
             for method in args.methods.split(","):
                 cmd = [sys.executable, __file__, "--one", f"{size}:{method}:{mode}", "--roi", str(args.roi), "--budget", str(args.budget),
-                       "--threads", str(args.threads)] + (["--check"] if args.check else [])
+                       "--threads", str(args.threads), "--net", args.net] + (["--check"] if args.check else [])
+                if args.params:
+                    cmd += ["--params", *args.params]
                 proc = subprocess.run(cmd, capture_output=True, text=True)
                 if proc.returncode != 0:
-                    res = {"size": size, "method": method, "windows": mode == "windows", "status": f"failed ({proc.returncode})",
+                    res = {"net": args.net, "size": size, "method": method, "windows": mode == "windows", "status": f"failed ({proc.returncode})",
                            "stderr": proc.stderr[-2000:]}
                 else:
                     res = json.loads(proc.stdout.strip().splitlines()[-1])

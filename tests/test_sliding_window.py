@@ -136,9 +136,27 @@ def test_vanilla_gradient_is_autograd_through_monais_function():
     assert got.target["score"] == pytest.approx(float(score), rel=1e-5)
 
 
+def _channel_weights(method: str, acts: list, grads: tuple) -> torch.Tensor:
+    """Grad-CAM's or Grad-CAM++'s channel weights from every window's layer activation and gradient (the reference)."""
+    axes = (0, 2, 3, 4)
+    if method == "grad_cam":
+        n_layer = 1.0
+        for n, a, r in zip(SHAPE, acts[0].shape[2:], SW["roi_size"]):
+            n_layer *= n * a / r
+        return sum(g.sum(dim=axes) for g in grads) / n_layer
+    denom = sum((a.double() * g.double() ** 3).sum(dim=axes) for a, g in zip(acts, grads)).view(1, -1, 1, 1, 1)
+    weights = 0
+    for g in grads:
+        g = g.double()
+        d = 2 * g**2 + denom
+        weights = weights + (g**2 / torch.where(d != 0, d, torch.ones_like(d)) * torch.relu(g)).sum(dim=axes)
+    return weights.float()
+
+
+@pytest.mark.parametrize("method", ["grad_cam", "grad_cam_pp"])
 @pytest.mark.parametrize("relu", [True, False])
-def test_windowed_grad_cam_equals_autograd_with_stitched_activations(relu):
-    """Channel weights from autograd through the whole forward, activations stitched by MONAI's own blending."""
+def test_windowed_cams_equal_autograd_with_stitched_activations(method, relu):
+    """Channel weights from autograd through MONAI's whole forward, activations stitched by MONAI's own blending."""
     from napari_xai.engine import explain
     from napari_xai.engine.methods.grad_cam import upsample
 
@@ -151,11 +169,7 @@ def test_windowed_grad_cam_equals_autograd_with_stitched_activations(relu):
     finally:
         handle.remove()
     grads = torch.autograd.grad(score, acts)
-    layer_grid = acts[0].shape[2:]
-    n_layer = 1.0
-    for n, a, r in zip(SHAPE, layer_grid, SW["roi_size"]):
-        n_layer *= n * a / r
-    alpha = sum(g.sum(dim=(0, 2, 3, 4)) for g in grads) / n_layer
+    alpha = _channel_weights(method, acts, grads)
 
     def upsampled_activation(w: torch.Tensor) -> torch.Tensor:
         return upsample(net.down(net.stem(w)), tuple(SW["roi_size"]))
@@ -164,19 +178,21 @@ def test_windowed_grad_cam_equals_autograd_with_stitched_activations(relu):
         stitched = MonaiWhole(upsampled_activation, settings)(x.detach())  # MONAI blends the layer's activations
     ref = (alpha.view(1, -1, 1, 1, 1) * stitched).sum(dim=1)[0]
     ref = torch.relu(ref) if relu else ref
-    got = explain(net, vol, "grad_cam", 1, region=region, spec={"task": "segmentation", "sliding_window": SW}, layer="down", relu=relu)
+    got = explain(net, vol, method, 1, region=region, spec={"task": "segmentation", "sliding_window": SW}, layer="down", relu=relu)
     assert float(ref.abs().max()) > 0
     torch.testing.assert_close(torch.from_numpy(got.values), ref, rtol=1e-4, atol=1e-6 * float(ref.abs().max()))
 
 
-def test_grad_cam_of_one_window_is_plain_grad_cam():
+@pytest.mark.parametrize("method", ["grad_cam", "grad_cam_pp"])
+def test_cam_of_one_window_is_the_plain_cam(method):
     from napari_xai.engine import explain
 
     net, vol, region, _ = _case(shape=(8, 8, 8))
     region = region[:8, :8, :8]
     spec = {"task": "segmentation"}
-    plain = explain(net, vol[:8, :8, :8], "grad_cam", 1, region=region, spec=spec, layer="down", relu=False)
-    windowed = explain(net, vol[:8, :8, :8], "grad_cam", 1, region=region, spec={**spec, "sliding_window": SW}, layer="down", relu=False)
+    plain = explain(net, vol[:8, :8, :8], method, 1, region=region, spec=spec, layer="down", relu=False)
+    windowed = explain(net, vol[:8, :8, :8], method, 1, region=region, spec={**spec, "sliding_window": SW}, layer="down", relu=False)
+    assert float(abs(plain.values).max()) > 0
     torch.testing.assert_close(torch.from_numpy(windowed.values), torch.from_numpy(plain.values), rtol=1e-4, atol=1e-6)
 
 

@@ -16,7 +16,8 @@ import torch
 import torch.nn as nn
 
 from ..budget import BatchPlanner, activation_bytes, gradient_budget
-from ..errors import MethodError, ModelError, XAIError
+from ..checkpointing import checkpointed, plan_checkpointing
+from ..errors import MemoryBudgetError, MethodError, ModelError, XAIError
 from ..models.loading import LoadedModel
 from ..targets import ResolvedTarget
 
@@ -63,6 +64,9 @@ class MethodContext:
     resolver: Callable[[torch.Tensor], ResolvedTarget] | None = None
     windows: Any = None
     _activation_bytes: int | None = None
+    #: The network gradient passes run: None until decided, then the model's or its checkpointed copy
+    #: (``checkpointing.py``) when a gradient pass of the whole input would not fit the budget.
+    _gradient_module: nn.Module | None = None
 
     @property
     def module(self) -> nn.Module:
@@ -78,7 +82,7 @@ class MethodContext:
                 "This model runs by sliding windows (its spec's sliding_window), and this method needs the whole "
                 "network at once: it does not run window by window.",
                 "Use a method that does: vanilla gradient, input x gradient, integrated gradients, SmoothGrad, "
-                "Grad-CAM, occlusion, RISE, LIME, KernelSHAP or HiPe.",
+                "Grad-CAM, Grad-CAM++, occlusion, RISE, LIME, KernelSHAP or HiPe.",
             )
         return self.model.module
 
@@ -95,12 +99,14 @@ class MethodContext:
     def dim(self) -> int:
         return self.x.ndim - 2
 
-    def planner(self, gradients: bool) -> BatchPlanner:
+    def planner(self, gradients: bool, through_gradients: bool = False) -> BatchPlanner:
         """A batch planner for forward-only or gradient passes under the budget.
 
         With sliding windows a sample is a whole volume (its copy, mask and
         gradient); the windows' own work is sized by the windowed model, and
-        gradient samples go one at a time.
+        gradient samples go one at a time. ``through_gradients``: the batches
+        run through :meth:`gradients`, so a pass over the budget may run as
+        checkpointed segments (``checkpointing.py``) instead of being refused.
         """
         if self.windows is not None:
             return BatchPlanner(3 * self.x.numel() * self.x.element_size(), self.budget_mb, 1 if gradients else self.model.max_batch)
@@ -108,7 +114,50 @@ class MethodContext:
             measured = activation_bytes(self.module, self.x) if self.model.takes_hooks else None
             self._activation_bytes = measured if measured is not None else UNMEASURED_ACTIVATION_FACTOR * self.x.numel() * 4
         per_sample = self._activation_bytes * (GRADIENT_MEMORY_FACTOR if gradients else 1) + 2 * self.x.numel() * self.x.element_size()
+        if gradients and through_gradients and per_sample > self.budget_mb * 2**20 and self._can_checkpoint():
+            per_sample = self._use_checkpointing(per_sample) + 2 * self.x.numel() * self.x.element_size()
+        elif gradients and through_gradients and self._gradient_module is None:
+            self._gradient_module = self.model.module
         return BatchPlanner(per_sample, self.budget_mb, self.model.max_batch)
+
+    def _can_checkpoint(self) -> bool:
+        return self.model.takes_hooks and self.model.kind != "export" and isinstance(self.model.module, nn.Module)
+
+    def _use_checkpointing(self, plain_bytes: int) -> int:
+        """Run gradient passes as checkpointed segments; their estimated bytes per sample, or a refusal.
+
+        Raises
+        ------
+        MemoryBudgetError
+            Even checkpointed, one gradient pass needs more than the budget (raised before it allocates).
+        """
+        room = self.budget_mb * 2**20 - 2 * self.x.numel() * self.x.element_size()
+        plan = plan_checkpointing(self.model.module, self.x, room, GRADIENT_MEMORY_FACTOR)
+        need = -(-(max(plan.plain_bytes, plain_bytes)) // 2**20)
+        low = -(-(plan.peak_bytes + 2 * self.x.numel() * self.x.element_size()) // 2**20)
+        if not plan.fits:
+            raise MemoryBudgetError(
+                f"One gradient pass of this model on this image needs about {need} MiB, and about {low} MiB with "
+                f"activation checkpointing ({len(plan.segments)} segments), over the memory budget of {self.budget_mb} MiB.",
+                f"Raise the budget (memory_budget_mb={low + low // 2} or NAPARI_XAI_MEMORY_BUDGET_MB), give a fully "
+                "convolutional network a sliding_window in its spec so it runs window by window, or give the spec a "
+                "coarser input_spacing.",
+            )
+        try:
+            self._gradient_module = checkpointed(self.model.module, plan.segments)
+        except (TypeError, RuntimeError, AttributeError) as err:  # a network that refuses deepcopy
+            raise MemoryBudgetError(
+                f"One gradient pass of this model on this image needs about {need} MiB, over the memory budget of "
+                f"{self.budget_mb} MiB, and the network cannot be copied for activation checkpointing ({type(err).__name__}).",
+                f"Raise the budget (memory_budget_mb={need + need // 2} or NAPARI_XAI_MEMORY_BUDGET_MB), or give the "
+                "spec a coarser input_spacing.",
+            ) from err
+        self.checks["checkpointing"] = {
+            "segments": len(plan.segments),
+            "plain_estimate_mb": need,
+            "checkpointed_estimate_mb": low,
+        }
+        return plan.peak_bytes
 
     def resolve_from(self, output: torch.Tensor) -> ResolvedTarget:
         """The target, resolved from ``output`` (the model's output on ``x``) when it is not yet known."""
@@ -117,17 +166,19 @@ class MethodContext:
             self.target = self.resolver(output.detach() if isinstance(output, torch.Tensor) else output)
         return self.target
 
-    def forward(self, xb: torch.Tensor) -> torch.Tensor:
+    def forward(self, xb: torch.Tensor, module: nn.Module | None = None) -> torch.Tensor:
         """The model's output on a batch; a model that raises becomes a :class:`ModelError`.
 
         The first pass of a one-pass method (target still unresolved) is the
         run's pass on the unperturbed input, and its failures are reported
-        like the engine's own first pass.
+        like the engine's own first pass. ``module`` is the network to run
+        (default the model's; a gradient pass may run its checkpointed copy).
         """
+        module = self.module if module is None else module
         if self.target is not None:
-            return self.module(xb)
+            return module(xb)
         try:
-            return self.module(xb)
+            return module(xb)
         except XAIError:
             raise
         except Exception as err:  # any failure inside a user's model
@@ -153,10 +204,25 @@ class MethodContext:
         """
         if self.windows is not None:
             return self.windows.gradients(xb)
+        if self._gradient_module is None:  # a one-pass method: no probe pass, unless the plain pass meets the budget
+            try:
+                result = self._gradients(xb, self.model.module)
+            except MemoryBudgetError as err:
+                if not self._can_checkpoint():
+                    raise
+                # the plain pass was stopped at the budget: the same pass, checkpointed (or a refusal naming both)
+                self._use_checkpointing(int(self.budget_mb * 2**20 * 1.01))
+                err.__traceback__ = None  # drop the stopped pass's frames (and tensors) now
+            else:
+                self._gradient_module = self.model.module
+                return result
+        return self._gradients(xb, self._gradient_module)
+
+    def _gradients(self, xb: torch.Tensor, module: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.enable_grad(), gradient_budget(self.budget_mb, self.model.module):
             # a leaf that requires grad; x itself is never modified (detach shares storage, no copy)
             xg = xb.detach().requires_grad_(True)
-            out = self.forward(xg)
+            out = self.forward(xg, module)
             score = self.resolve_from(out).score(out)
             if not score.requires_grad:
                 raise not_differentiable()

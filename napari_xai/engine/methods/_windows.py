@@ -335,6 +335,21 @@ class WindowedModel:
         m[(slice(None), slice(None)) + box] = 1
         return pad_volume(m, self.plan)[0, 0] > 0
 
+    def _layer_passes(self, layer: nn.Module):
+        """``(activation, gradient)`` of ``layer`` for each group of carrying windows (gradient of the target score)."""
+        from ._context import not_differentiable
+        from ._layers import capture_activation
+
+        for group in window_batches(self.carrying, self.window_cap()):
+            with capture_activation(layer) as store, torch.enable_grad(), gradient_budget(self.budget_mb - self.volume_bytes() // 2**20):
+                win = torch.cat([self.window_input(i) for i in group]).detach().requires_grad_(True)
+                s = self._window_scores(self.module(win), group)
+                act = store["activation"]
+                if not s.requires_grad or not act.requires_grad:
+                    raise not_differentiable()
+                (g,) = torch.autograd.grad(s.sum(), act)
+            yield act.detach(), g.detach()
+
     def grad_cam(self, layer: nn.Module, relu: bool) -> torch.Tensor:
         """Grad-CAM over the whole volume from the windows, ``(*shape)``.
 
@@ -346,31 +361,53 @@ class WindowedModel:
         the output; the map is ``sum_k alpha_k A_k`` (ReLU'd), which by
         linearity is each window's weighted sum upsampled and blended.
         """
-        from ._layers import capture_activation
-
-        from ._context import not_differentiable
-
         grad_sum: torch.Tensor | None = None
-        layer_shape: tuple[int, ...] | None = None
-        for group in window_batches(self.carrying, self.window_cap()):
-            with capture_activation(layer) as store, torch.enable_grad(), gradient_budget(self.budget_mb - self.volume_bytes() // 2**20):
-                win = torch.cat([self.window_input(i) for i in group]).detach().requires_grad_(True)
-                s = self._window_scores(self.module(win), group)
-                act = store["activation"]
-                if not s.requires_grad or not act.requires_grad:
-                    raise not_differentiable()
-                (g,) = torch.autograd.grad(s.sum(), act)
-            part = g.detach().sum(dim=(0,) + tuple(range(2, g.ndim)))
+        layer_shape: tuple[int, ...] = ()
+        for act, g in self._layer_passes(layer):
+            part = g.sum(dim=(0,) + tuple(range(2, g.ndim)))
             grad_sum = part if grad_sum is None else grad_sum + part
             layer_shape = tuple(act.shape[2:])
         n_layer = math.prod(n * a / r for n, a, r in zip(self.plan.shape, layer_shape, self.plan.roi))
-        alpha = (grad_sum / n_layer).view(1, -1, *([1] * len(layer_shape)))
+        return self.stitched_cam(layer, grad_sum / n_layer, relu)
+
+    def grad_cam_pp(self, layer: nn.Module, relu: bool) -> torch.Tensor:
+        """Grad-CAM++ over the whole volume from the windows, ``(*shape)``.
+
+        The layer voxels of the carrying windows stand for the layer's grid:
+        with ``g`` and ``A`` each window's layer gradient and activation,
+        ``alpha = g^2 / (2 g^2 + sum A g^3)`` and ``w_k = sum alpha relu(g)``,
+        the sums over every carrying window's layer voxels (windows that carry
+        no score have ``g = 0`` and add nothing). For a volume of one window
+        this is exactly Grad-CAM++ (``cams.py``). The channel weights then
+        weigh the stitched activations as in :meth:`grad_cam`.
+        """
+        grads: list[torch.Tensor] = []
+        denom: torch.Tensor | None = None
+        for act, g in self._layer_passes(layer):
+            g = g.double()
+            part = (act.double() * g.pow(3)).sum(dim=(0,) + tuple(range(2, g.ndim)))
+            denom = part if denom is None else denom + part
+            grads.append(g.float())
+        shape = (1, -1) + (1,) * (grads[0].ndim - 2)
+        weights = torch.zeros_like(denom)
+        for g in grads:
+            g = g.double()
+            d = 2 * g.pow(2) + denom.view(shape)
+            alpha = g.pow(2) / torch.where(d != 0, d, torch.ones_like(d))
+            weights += (alpha * torch.relu(g)).sum(dim=(0,) + tuple(range(2, g.ndim)))
+        return self.stitched_cam(layer, weights.to(self.x.dtype), relu)
+
+    def stitched_cam(self, layer: nn.Module, channel_weights: torch.Tensor, relu: bool) -> torch.Tensor:
+        """``sum_k w_k A_k`` over the whole volume, ``A`` the layer's activations stitched from every window."""
+        from ._layers import capture_activation
+
+        w = channel_weights.view(1, -1, *([1] * len(self.plan.shape))).to(self.x.dtype)
         cam = torch.zeros(self.plan.padded_shape, dtype=self.x.dtype, device=self.x.device)
         with torch.inference_mode():
             for group in window_batches(list(range(self.plan.n_windows)), self._forward_cap()):
                 with capture_activation(layer) as store:
                     self.module(torch.cat([self.window_input(i) for i in group]))
-                weighted = upsample((alpha * store["activation"]).sum(dim=1, keepdim=True), self.plan.roi)
+                weighted = upsample((w * store["activation"]).sum(dim=1, keepdim=True), self.plan.roi)
                 for j, i in enumerate(group):
                     cam[self.plan.window(i)] += weighted[j, 0] * self.weights
             cam /= count_map(self.plan, self.weights)  # in place: one volume-sized buffer less

@@ -49,7 +49,7 @@ def _run(ctx: MethodContext, params: dict[str, Any]) -> Generator[Progress, None
     baseline = torch.full_like(x, baseline_value(x, params["baseline"]))
     delta = x - baseline
     total = torch.zeros_like(x[0])
-    planner = ctx.planner(gradients=True)
+    planner = ctx.planner(gradients=True, through_gradients=True)
     for start, stop in batches(steps, planner):
         a = torch.as_tensor(alphas[start:stop], dtype=x.dtype, device=x.device).view(-1, *([1] * (x.ndim - 1)))
         grads, _ = ctx.gradients(baseline + a * delta)

@@ -76,7 +76,7 @@ def _run_variant(variant: str):
         absolute = params.get("absolute", False)
         total = torch.zeros_like(ctx.x[0], dtype=torch.float64)
         total_sq = torch.zeros_like(total)
-        planner = ctx.planner(gradients=True)
+        planner = ctx.planner(gradients=True, through_gradients=True)
 
         def add(maps: torch.Tensor) -> None:
             nonlocal total, total_sq
