@@ -26,7 +26,8 @@ Rules, for a layer ``z = W x + b`` with incoming relevance ``R``
 - ``gamma``: the epsilon rule with ``W + gamma W+`` and ``b + gamma b+``.
 - ``alpha_beta``: ``alpha`` times the positive contributions' share minus
   ``beta`` times the negative ones', splitting inputs by sign; biases are left
-  out, so relevance is conserved for ``alpha - beta = 1``.
+  out, so relevance is conserved for ``alpha - beta = 1``; with ``beta = 0``
+  (z+) the negative share is not computed at all.
 - ``zbox`` (first layer, inputs bounded by ``[low, high]``):
   ``R_in = x W^T s - low W+^T s - high W-^T s`` with
   ``s = R / (W x + b - W+ low - W- high)``.
@@ -141,12 +142,13 @@ class Rule:
             xn = x.detach().clamp(max=0).requires_grad_(True)
             wp, wn = _pos(w), _neg(w)
             out = []
-            for sign, (wa, wb) in ((1, (wp, wn)), (-1, (wn, wp))):
+            # beta = 0 (z+): the negative contributions' share is multiplied by zero and never computed (half the work)
+            for wa, wb in ((wp, wn), (wn, wp))[: 1 if self.beta == 0 else 2]:
                 za, zb = f(xp, wa, None), f(xn, wb, None)
                 s = _safe_div(r, za + zb)
                 ca, cb = torch.autograd.grad((za, zb), (xp, xn), (s, s))
                 out.append(xp * ca + xn * cb)
-            return self.alpha * out[0] - self.beta * out[1]
+            return self.alpha * out[0] - self.beta * out[1] if self.beta != 0 else self.alpha * out[0]
         if self.name == "zbox":
             lo = torch.full_like(x, self.low).requires_grad_(True)
             hi = torch.full_like(x, self.high).requires_grad_(True)
@@ -161,16 +163,19 @@ class _RuleFunction(torch.autograd.Function):
     """Identity on the layer's (already computed) output; backward maps output relevance to input relevance."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, out: torch.Tensor, layer: nn.Module, rule: Rule) -> torch.Tensor:  # noqa: D102
+    def forward(ctx: Any, x: torch.Tensor, out: torch.Tensor, layer: nn.Module, rule: Rule, after: Callable[[], None] | None) -> torch.Tensor:  # noqa: D102
         ctx.save_for_backward(x)
-        ctx.layer, ctx.rule = layer, rule
+        ctx.layer, ctx.rule, ctx.after = layer, rule, after
         return out.clone()
 
     @staticmethod
     def backward(ctx: Any, r: torch.Tensor) -> tuple[Any, ...]:  # noqa: D102
         (x,) = ctx.saved_tensors
         with torch.enable_grad():
-            return ctx.rule.relevance(ctx.layer, x, r).detach(), None, None, None
+            rel = ctx.rule.relevance(ctx.layer, x, r).detach()
+        if ctx.after is not None:
+            ctx.after()
+        return rel, None, None, None, None
 
 
 def composite_rule(composite: str, kind: str, epsilon: float, gamma: float, low: float, high: float) -> Rule:
@@ -217,24 +222,43 @@ def rule_tag(rule: Rule) -> str:
 
 
 @contextlib.contextmanager
-def rule_hooks(assigned: dict[str, tuple[nn.Module, Rule]]) -> Iterator[None]:
+def rule_hooks(assigned: dict[str, tuple[nn.Module, Rule]], after: Callable[[str], None] | None = None) -> Iterator[list[str]]:
     """Forward hooks that make each assigned layer back-propagate relevance with its rule; removed on exit.
 
     The hook routes the layer's output through :class:`_RuleFunction`, so the
     module tree (and any code that reads a layer's attributes) is unchanged.
-    """
 
-    def make_hook(rule: Rule):
+    Parameters
+    ----------
+    assigned : dict
+        Layer name -> (layer, rule), from :func:`assign_rules`.
+    after : callable, optional
+        Called with the layer's name in the backward pass, once its rule has
+        handed on the relevance (where LRP yields and polls cancel).
+
+    Yields
+    ------
+    list of str
+        The names of the ruled layers in the order the forward passes ran
+        them (a layer run twice is listed twice): the backward pass meets
+        them in reverse, one ``after`` call each.
+    """
+    ran: list[str] = []
+
+    def make_hook(name: str, rule: Rule):
+        done = None if after is None else lambda: after(name)
+
         def hook(layer: nn.Module, inputs: tuple[Any, ...], out: Any) -> Any:
             if not inputs or not isinstance(inputs[0], torch.Tensor) or not isinstance(out, torch.Tensor):
                 return None
-            return _RuleFunction.apply(inputs[0], out.detach(), layer, rule)
+            ran.append(name)
+            return _RuleFunction.apply(inputs[0], out.detach(), layer, rule, done)
 
         return hook
 
-    handles = [layer.register_forward_hook(make_hook(rule)) for layer, rule in assigned.values()]
+    handles = [layer.register_forward_hook(make_hook(name, rule)) for name, (layer, rule) in assigned.items()]
     try:
-        yield
+        yield ran
     finally:
         for h in handles:
             h.remove()

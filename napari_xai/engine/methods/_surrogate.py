@@ -36,8 +36,10 @@ SUPERVOXEL_PARAMS = (
 def prepare(ctx: MethodContext, params: dict[str, Any], method: str) -> Generator[Progress, None, tuple[torch.Tensor, torch.Tensor, int]]:
     """Supervoxel labels (a long tensor on the model's device), the reference image and the feature count."""
     labels = yield from supervoxels(ctx.x[0].detach().cpu().numpy(), params, method)
+    m = int(labels.max()) + 1
+    yield Progress(0, 0, f"{method}: {m} supervoxels")
     ref = reference(ctx.x, params["baseline"], params["blur_sigma"])
-    return torch.as_tensor(labels, device=ctx.x.device), ref, int(labels.max()) + 1
+    return torch.as_tensor(labels, device=ctx.x.device), ref, m
 
 
 def evaluate(
@@ -46,7 +48,8 @@ def evaluate(
     """Target scores ``(n,)`` of the perturbed inputs for coalitions ``(n, M)``, batch by batch under the budget."""
     n = len(coalitions)
     y = np.empty(n, dtype=np.float64)
-    planner = ctx.planner(gradients=False)
+    planner = ctx.planner(gradients=False)  # sizing the batches may run the model once
+    yield Progress(0, n, f"{title}: 0/{n} perturbed samples")
     for lo, hi in batches(n, planner):
         z = torch.as_tensor(coalitions[lo:hi], device=ctx.x.device)
         keep = z[:, labels]  # (b, *spatial): each voxel takes its supervoxel's switch

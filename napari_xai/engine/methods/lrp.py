@@ -23,6 +23,12 @@ effect. BatchNorm that does not directly follow a conv / linear layer inside
 an ``nn.Sequential`` is not folded and gets the epsilon rule as an
 element-wise affine layer.
 
+Progress and cancel: the relevance pass is one backward pass (about ten
+forward passes' work on the sample 3D model), so it runs step by step
+(``_stepped``): one event per ruled layer as the relevance passes through
+it, and Cancel stops it at the next layer. The map is the one the
+uninterrupted pass gives, bit for bit (``tests/methods/test_cancel_events.py``).
+
 Implemented by hand rather than with zennit, the one library with full 3D
 LRP: zennit is LGPL-licensed and imports torchvision at import time, which
 fails in this environment; Captum's ``LRP`` is limited to 2D layers
@@ -46,23 +52,40 @@ from ..registry import MethodSpec, ParamSpec, register_method
 from ._context import MethodContext, not_differentiable
 from ._lrp_rules import COMPOSITES, assign_rules, fold_batchnorm, rule_hooks, rule_tag
 from ._modified import copy_model
+from ._stepped import Stepper
 
 
-def lrp_relevance(ctx: MethodContext, composite: str, epsilon: float, gamma: float) -> tuple[torch.Tensor, dict[str, Any]]:
-    """Input relevance ``(1, C, *spatial)`` of the target score, and what was done (rules per layer, folds)."""
+def lrp_relevance(ctx: MethodContext, composite: str, epsilon: float, gamma: float) -> Generator[Progress, None, tuple[torch.Tensor, dict[str, Any]]]:
+    """Input relevance ``(1, C, *spatial)`` of the target score, and what was done (rules per layer, folds).
+
+    A generator: one event after the rules are assigned (a forward pass),
+    one after the forward pass with the rules, then one per ruled layer as
+    the backward pass hands relevance through it (the pass runs step by step
+    in a worker thread, :mod:`._stepped`), so Cancel stops it between layers.
+    """
     clone = copy_model(ctx, "LRP")
     folded = fold_batchnorm(clone)
     low, high = float(ctx.x.min()), float(ctx.x.max())
     assigned = assign_rules(clone, ctx.x, composite, epsilon, gamma, low, high)
     rules = {name: rule_tag(rule) for name, (_, rule) in assigned.items()}
-    with rule_hooks(assigned), torch.enable_grad():
+    yield Progress(0, 0, f"LRP ({composite}): {len(assigned)} layers with rules")
+    stepper = Stepper()
+    with rule_hooks(assigned, after=lambda name: stepper.checkpoint(f"LRP: relevance through {name}")) as ran, torch.enable_grad():
         xg = ctx.x.detach().clone().requires_grad_(True)
         out = clone(xg)
         score = ctx.target.score(out)
         if not score.requires_grad:
             raise not_differentiable()
         (weight,) = torch.autograd.grad(score.sum(), out, retain_graph=True)
-        (rel,) = torch.autograd.grad(out, xg, weight * out.detach(), allow_unused=True)
+    total = len(ran) + 1
+    yield Progress(1, total, f"LRP ({composite}): forward pass done, backward through {len(ran)} ruled layers")
+
+    def backward() -> torch.Tensor | None:
+        with torch.enable_grad():
+            (rel,) = torch.autograd.grad(out, xg, weight * out.detach(), allow_unused=True)
+        return rel
+
+    rel = yield from stepper.run(backward, total=total, done=1)
     if rel is None:
         raise not_differentiable()
     info = {"rules": rules, "batchnorm_folded": folded, "box": [low, high], "output_relevance": float((weight * out.detach()).sum())}
@@ -70,8 +93,8 @@ def lrp_relevance(ctx: MethodContext, composite: str, epsilon: float, gamma: flo
 
 
 def _run(ctx: MethodContext, params: dict[str, Any]) -> Generator[Progress, None, np.ndarray]:
-    yield Progress(0, 1, f"LRP ({params['composite']}): relevance pass")
-    rel, info = lrp_relevance(ctx, params["composite"], params["epsilon"], params["gamma"])
+    yield Progress(0, 0, f"LRP ({params['composite']}): canonising a copy of the model")
+    rel, info = yield from lrp_relevance(ctx, params["composite"], params["epsilon"], params["gamma"])
     out = rel[0].cpu().numpy()
     total = float(out.astype(np.float64).sum())
     ctx.checks["conservation"] = {
