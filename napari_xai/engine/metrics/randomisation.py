@@ -1,8 +1,14 @@
 """Model-parameter randomisation (Adebayo et al., NeurIPS 2018) on a deep copy of the model.
 
-The user's model is never touched: every randomised model is a
-``copy.deepcopy`` whose weights are redrawn in place, from a seeded
-generator (the global torch RNG is left alone).
+The user's model is never touched: every randomised model is a copy whose
+weights are redrawn in place, from a seeded generator (the global torch RNG
+is left alone). The copy is a ``copy.deepcopy`` (eager modules and
+TorchScript modules); a module that cannot be deep-copied, such as the one
+``torch.export.unflatten`` makes of a ``.pt2`` archive (its graphs hold
+symbolic shapes that deepcopy refuses), is copied module by module instead:
+every module object, its parameters and buffers (cloned) and its hook
+tables are new, and the code (graphs, compiled TorchScript) is shared, since
+running it never changes it.
 """
 
 from __future__ import annotations
@@ -62,19 +68,64 @@ def randomised_copy(loaded: LoadedModel, layers: list[str], seed: int) -> Loaded
     MethodError
         The model cannot be copied (some compiled or exported modules).
     """
-    try:
-        module = copy.deepcopy(loaded.module)
-    except Exception as err:  # a module type without deepcopy support
-        raise MethodError(
-            f"The model cannot be copied for the randomisation test ({type(err).__name__}: {err}).",
-            "Evaluate without the sanity check (metrics without 'sanity'), or give the model as weights + spec.",
-        ) from err
+    module = model_copy(loaded.module)
     g = torch.Generator(device="cpu").manual_seed(int(seed))
+    # ScriptModules have no get_submodule; named_modules serves every kind.
+    submodules = dict(module.named_modules())
     with torch.no_grad():
         for name in layers:
-            layer = module.get_submodule(name)
+            layer = submodules[name]
             for p in layer.parameters(recurse=False):
                 spread = float(p.detach().float().std()) if p.numel() > 1 else 0.0
                 spread = spread if np.isfinite(spread) and spread > 0 else 0.01
                 p.copy_((torch.randn(p.shape, generator=g) * spread).to(dtype=p.dtype, device=p.device))
     return replace(loaded, module=module, identity=f"{loaded.identity}:randomised:{','.join(layers)}:{seed}", extra=dict(loaded.extra))
+
+
+def model_copy(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` that shares no parameter, buffer or hook table with it (see the module docstring).
+
+    Raises
+    ------
+    MethodError
+        The module can be copied neither way.
+    """
+    try:
+        return copy.deepcopy(module)
+    except Exception as deep_err:  # noqa: BLE001 - e.g. an unflattened torch.export program
+        try:
+            return _module_by_module_copy(module, {})
+        except Exception as err:  # noqa: BLE001 - reported with the first failure
+            raise MethodError(
+                f"The model cannot be copied for the randomisation test ({type(deep_err).__name__}: {str(deep_err).splitlines()[0]}; "
+                f"module by module: {type(err).__name__}: {str(err).splitlines()[0]}).",
+                "Evaluate without the sanity check (metrics without 'sanity'), or give the model as weights + spec.",
+            ) from err
+
+
+#: Per-module hook tables of ``nn.Module`` (attribute names ending so); a copy gets its own.
+_HOOK_TABLE_SUFFIXES = ("_hooks", "_hooks_with_kwargs", "_hooks_always_called", "_pre_hooks")
+
+
+def _module_by_module_copy(module: nn.Module, memo: dict[int, object]) -> nn.Module:
+    """Copy the module tree: new module objects, cloned tensors (tied ones stay tied, via ``memo``), own hook tables."""
+    if id(module) in memo:
+        return memo[id(module)]  # type: ignore[return-value]
+    if isinstance(module, torch.jit.ScriptModule):
+        raise TypeError("a TorchScript module inside a module that cannot be deep-copied")
+    new = copy.copy(module)
+    memo[id(module)] = new
+    for name, value in list(vars(module).items()):
+        if name.endswith(_HOOK_TABLE_SUFFIXES) and isinstance(value, dict):
+            setattr(new, name, type(value)(value))
+    new._parameters = {k: None if p is None else _cloned(p, memo) for k, p in module._parameters.items()}
+    new._buffers = {k: None if b is None else _cloned(b, memo) for k, b in module._buffers.items()}
+    new._modules = {k: None if m is None else _module_by_module_copy(m, memo) for k, m in module._modules.items()}
+    return new
+
+
+def _cloned(t: torch.Tensor, memo: dict[int, object]) -> torch.Tensor:
+    if id(t) not in memo:
+        data = t.detach().clone()
+        memo[id(t)] = nn.Parameter(data, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else data
+    return memo[id(t)]  # type: ignore[return-value]
