@@ -1,72 +1,185 @@
-"""Trust metrics of each method on the sample models: the numbers in docs/methods.md and the README.
+"""Trust metrics of every method on the sample models: the table in docs/methods.md.
 
-    python benchmarks/trust_metrics.py                      # every method below, both models
-    python benchmarks/trust_metrics.py --method occlusion   # one method
-    python benchmarks/trust_metrics.py --json out.json      # also write the full dicts
+    python benchmarks/trust_metrics.py --model lesion --all          # every map method, the 3D lesion classifier
+    python benchmarks/trust_metrics.py --model shortcut --fast       # the one-pass methods, the shortcut model
+    python benchmarks/trust_metrics.py --model lesion --method lime  # one method (repeatable)
+    python benchmarks/trust_metrics.py --render                      # the markdown tables from what was measured
 
-Runs :func:`napari_xai.engine.compare` for the class "lesion" with the
-shortcut classifier and with the clean lesion classifier, both on the
-sample scan with the shortcut model's marker burned in beside the head
-(mask: the true lesions), and prints one markdown table per model. CPU,
-two threads.
+Each method runs at its registry defaults (the GUI's) through
+:func:`napari_xai.engine.explain` for the class "lesion" on the sample scan
+with the shortcut model's marker burned in beside the head, and its map is
+evaluated with :func:`napari_xai.engine.evaluate`'s machinery (the lesion
+mask as the mask, the anatomy derived from the scan). One setup per model
+is shared between the methods of a run, as Compare shares it (the
+unperturbed pass, the anatomy, the random-order curves).
+
+The evaluation uses ``--steps`` curve steps (default 10) and
+``--sanity-steps`` randomisation checkpoints (default 1: the fully randomised
+model, cascading, and the top layer alone). A method whose own run takes
+longer than ``--sanity-max-seconds`` gets no sanity check (its reruns would
+take that long each); the table says so. Each method's result is written to
+``--out-dir`` as JSON as soon as it is measured, so a long table can be
+measured in several runs (``--render`` reads them all). CPU, two threads.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import time
+from dataclasses import replace
+from pathlib import Path
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from napari_xai.engine import compare
-from napari_xai.engine.metrics import format_cell
-from napari_xai.samples import (
-    load_lesion_classifier,
-    load_sample_lesion_mask,
-    load_sample_scan_with_marker,
-    load_shortcut_classifier,
+import torch  # noqa: E402
+
+from napari_xai.engine import explain, list_methods  # noqa: E402
+from napari_xai.engine.metrics import format_cell  # noqa: E402
+from napari_xai.engine.metrics.evaluation import evaluate_prepared, make_setup  # noqa: E402
+from napari_xai.engine.progress import run_to_end  # noqa: E402
+
+#: One forward and one backward pass each (the table's "fast methods").
+FAST = ("vanilla_gradient", "input_x_gradient", "guided_backprop", "deconvnet", "deeplift", "lrp", "grad_cam", "grad_cam_pp", "guided_grad_cam")
+MODELS = {"lesion": "lesion classifier (clean)", "shortcut": "shortcut classifier (reads the marker)"}
+DEFAULT_OUT = Path(os.environ.get("TMPDIR", "/tmp")) / "napari_xai_trust_metrics"
+
+
+def map_methods() -> list[str]:
+    """Every registered method that makes a map of the scan (activation maximisation makes an image)."""
+    return [s.name for s in list_methods() if s.output == "map"]
+
+
+def load_case(model: str):
+    from napari_xai.samples import load_lesion_classifier, load_sample_lesion_mask, load_sample_scan_with_marker, load_shortcut_classifier
+
+    loaded = load_lesion_classifier() if model == "lesion" else load_shortcut_classifier()
+    return loaded, load_sample_scan_with_marker(), load_sample_lesion_mask().array > 0
+
+
+def measure(model: str, methods: list[str], args: argparse.Namespace) -> None:
+    loaded, scan, lesions = load_case(model)
+    setup = make_setup(loaded, scan, steps=args.steps, sanity_steps=args.sanity_steps)
+    setup.anatomy_mask()  # derived once; the per-method copies below share it
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in methods:
+        load = os.getloadavg()[0]
+        t0 = time.perf_counter()
+        try:
+            attribution = explain(setup.loaded, scan, name, target="lesion")
+        except Exception as err:  # noqa: BLE001 - a method that cannot run on this model gets a row saying why
+            record = {"model": model, "method": name, "error": f"{type(err).__name__}: {str(err).splitlines()[0]}"}
+            print(f"{name}: {record['error']}", flush=True)
+            (out_dir / f"{model}__{name}.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
+            continue
+        method_s = time.perf_counter() - t0
+        groups = ["localisation", "anatomy", "completeness", "faithfulness"]
+        sanity = method_s <= args.sanity_max_seconds
+        if sanity:
+            groups.append("sanity")
+        run = replace(setup, groups=tuple(groups))  # shares the anatomy and the random curves
+        t1 = time.perf_counter()
+        result = run_to_end(evaluate_prepared(run, attribution, mask=lesions), None, None, "evaluate")
+        record = {
+            "model": model,
+            "method": name,
+            "method_s": method_s,
+            "evaluate_s": time.perf_counter() - t1,
+            "load": load,
+            "steps": args.steps,
+            "sanity_steps": args.sanity_steps if sanity else None,
+            "target": attribution.target,
+            "result": result,
+        }
+        (out_dir / f"{model}__{name}.json").write_text(json.dumps(record, indent=1, default=float), encoding="utf-8")
+        print(f"{name}: method {method_s:.0f} s, evaluate {record['evaluate_s']:.0f} s (load {load:.1f}); " + row_text(record), flush=True)
+
+
+def _pair(a, b) -> str:
+    return f"{format_cell(a)} / {format_cell(b)}"
+
+
+def row_cells(record: dict) -> list[str]:
+    """The table's cells of one measured method."""
+    name = f"`{record['method']}`"
+    if "error" in record:
+        return [name, "not evaluated: " + record["error"].replace("|", "/")] + [""] * 5
+    r = record["result"]
+    sim = r.get("sanity_similarity") or {}
+    if record["sanity_steps"] is None:
+        sanity = f"not run (the method takes {record['method_s']:.0f} s a run)"
+    else:
+        sanity = f"{format_cell(sim.get('spearman'))} / {format_cell(sim.get('ssim'))} / {format_cell(r['sanity_passed'])}"
+    return [
+        name,
+        f"{_pair(r['deletion_auc'], r['random_deletion_auc'])}; {_pair(r['insertion_auc'], r['random_insertion_auc'])}",
+        sanity,
+        f"{format_cell(r['outside_anatomy_share'])} / {format_cell(r['outside_anatomy_peak'])} / {format_cell(r['outside_anatomy_top_share'])} / {format_cell(r['shortcut_flag'])}",
+        _pair(r["mass_in_mask"], r["pointing_game"]),
+        format_cell(r["completeness_error"]),
+        f"{record['method_s']:.0f} + {record['evaluate_s']:.0f} s (load {record['load']:.0f})",
+    ]
+
+
+def row_text(record: dict) -> str:
+    return " | ".join(row_cells(record)[1:])
+
+
+HEADER = (
+    "method",
+    "deletion AUC / random; insertion AUC / random",
+    "sanity Spearman / SSIM / passed",
+    "outside anatomy: share / peak / top 0.1 % / shortcut flag",
+    "mass in lesions / pointing game",
+    "completeness error",
+    "time: method + evaluation",
 )
 
-METHODS = ("vanilla_gradient", "input_x_gradient", "integrated_gradients", "smoothgrad", "guided_backprop", "grad_cam", "occlusion")
-#: Settings that keep each method to seconds on a CPU. Occlusion's windows
-#: overlap by half (48 mm every 24 mm) so that a marker up to 24 mm wide lies
-#: whole in some window: a window that covers only part of it cannot remove it.
-PARAMS = {"integrated_gradients": {"steps": 16}, "smoothgrad": {"n_samples": 8}, "occlusion": {"window": 16, "stride": 8}}
-COLUMNS = ("deletion_auc", "random_deletion_auc", "insertion_auc", "random_insertion_auc", "sanity_spearman", "sanity_passed", "completeness_error", "mass_in_mask", "pointing_game", "outside_anatomy_share", "outside_anatomy_peak", "outside_anatomy_top_share", "shortcut_flag")
+
+def render(out_dir: Path) -> str:
+    """Markdown tables of every measured record, one per model, in registry order."""
+    order = {name: i for i, name in enumerate(map_methods())}
+    records = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(out_dir.glob("*.json"))]
+    parts = []
+    for model, title in MODELS.items():
+        rows = sorted((r for r in records if r["model"] == model), key=lambda r: order.get(r["method"], len(order)))
+        if not rows:
+            continue
+        parts.append(f"{title[0].upper()}{title[1:]}:\n")
+        parts.append("| " + " | ".join(HEADER) + " |")
+        parts.append("| --- " * len(HEADER) + "|")
+        parts += ["| " + " | ".join(row_cells(r)) + " |" for r in rows]
+        parts.append("")
+    return "\n".join(parts)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--method", action="append", help="method (repeatable; default: %s)" % ", ".join(METHODS))
-    parser.add_argument("--sanity-steps", type=int, default=1, help="cascading checkpoints / single layers of the sanity check")
-    parser.add_argument("--steps", type=int, default=10, help="steps of the deletion / insertion curves")
-    parser.add_argument("--metrics", nargs="+", help="groups to compute (default: all; e.g. --metrics anatomy localisation completeness for a quick run)")
-    parser.add_argument("--json", help="write the full metric dicts here")
+    parser.add_argument("--model", choices=sorted(MODELS), default="lesion")
+    parser.add_argument("--method", action="append", help="method (repeatable)")
+    parser.add_argument("--all", action="store_true", help="every map method of the registry")
+    parser.add_argument("--fast", action="store_true", help="the one-pass methods: " + ", ".join(FAST))
+    parser.add_argument("--steps", type=int, default=10, help="steps of the deletion / insertion curves (default 10)")
+    parser.add_argument("--sanity-steps", type=int, default=1, help="cascading checkpoints / single layers of the sanity check (default 1)")
+    parser.add_argument("--sanity-max-seconds", type=float, default=60.0, help="no sanity check for a method whose run takes longer (default 60)")
+    parser.add_argument("--out-dir", default=str(DEFAULT_OUT), help=f"one JSON per model and method (default {DEFAULT_OUT})")
+    parser.add_argument("--render", action="store_true", help="print the markdown tables of what --out-dir holds, and stop")
     args = parser.parse_args()
+    if args.render:
+        print(render(Path(args.out_dir)))
+        return
     torch.set_num_threads(2)
-    methods = args.method or list(METHODS)
-    lesions = load_sample_lesion_mask().array > 0
-    cases = {
-        "shortcut classifier, sample scan with marker": (load_shortcut_classifier(), load_sample_scan_with_marker()),
-        "lesion classifier, sample scan with marker": (load_lesion_classifier(), load_sample_scan_with_marker()),
-    }
-    out = {}
-    for label, (model, scan) in cases.items():
-        t0 = time.perf_counter()
-        c = compare(model, scan, {m: PARAMS.get(m, {}) for m in methods}, target="lesion", mask=lesions, metrics=args.metrics, sanity_steps=args.sanity_steps, steps=args.steps)
-        seconds = time.perf_counter() - t0
-        pred = c.maps[methods[0]].target
-        print(f"\n### {label}: predicts {pred['label']!r} (score {pred['score']:.2f}); {seconds:.0f} s\n")
-        print("| method | " + " | ".join(COLUMNS) + " |")
-        print("| --- " * (len(COLUMNS) + 1) + "|")
-        for row in sorted(c.table, key=lambda r: methods.index(r["method"])):
-            print(f"| `{row['method']}` | " + " | ".join(format_cell(row[k]) for k in COLUMNS) + " |")
-        print(f"\nranking: {', '.join(c.ranking)}; anatomy fraction {c.metrics[methods[0]]['anatomy_fraction']:.2f}", flush=True)
-        out[label] = c.to_dict()
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(out, f, indent=1)
+    methods = list(args.method or [])
+    if args.fast:
+        methods += [m for m in FAST if m not in methods]
+    if args.all:
+        methods += [m for m in map_methods() if m not in methods]
+    if not methods:
+        parser.error("name methods with --method, or give --fast or --all")
+    measure(args.model, methods, args)
 
 
 if __name__ == "__main__":

@@ -35,10 +35,45 @@ def test_scalar_metrics_flatten_records_and_drop_curves_and_run_details():
         "mass_in_mask": None,
     }
     out = scalar_metrics(result)
-    assert out == {"deletion_auc": pytest.approx(0.25), "shortcut_flag": True, "sanity_similarity_spearman": 0.1, "sanity_similarity_ssim": 0.4, "mass_in_mask": None}
+    assert out == {"deletion_auc": pytest.approx(0.25), "shortcut_flag": True, "sanity_spearman": 0.1, "sanity_ssim": 0.4, "mass_in_mask": None}
     assert type(out["deletion_auc"]) is float and type(out["shortcut_flag"]) is bool
-    assert ordered_names([out])[:2] == ["deletion_auc", "sanity_similarity_spearman"]
+    assert ordered_names([out])[:2] == ["deletion_auc", "sanity_spearman"]
     assert [format_metric(v) for v in (None, True, 0.123456, float("nan"))] == ["-", "yes", "0.123", "-"]
+
+
+def test_report_cohort_and_hosts_share_one_ordered_list_of_metric_columns():
+    from napari_xai.cohort.table import METRIC_COLUMNS as cohort_columns
+    from napari_xai.engine.metrics import METRIC_COLUMNS, TABLE_KEYS, column_doc, table_row
+    from napari_xai.engine.trust import METRIC_ORDER, metric_label, metric_reading
+
+    keys = tuple(doc.key for doc in METRIC_COLUMNS)
+    assert keys == TABLE_KEYS == METRIC_ORDER == cohort_columns
+    assert len(set(keys)) == len(keys)
+    for doc in METRIC_COLUMNS:  # every column has its label, definition and reference
+        assert doc.title and doc.definition and doc.reference and doc.better
+        assert metric_label(doc.key) == doc.title and metric_reading(doc.key)
+        assert column_doc(doc.key) is doc
+    result = {"sanity_similarity": {"spearman": 0.2, "ssim": 0.7}, "deletion_auc": 0.1}
+    assert scalar_metrics(result) == {k: v for k, v in table_row(None, result).items() if k in ("deletion_auc", "sanity_spearman", "sanity_ssim")}
+
+
+def test_the_old_cohort_sanity_column_names_are_read_as_aliases(tmp_path):
+    from napari_xai.cohort import read_table
+    from napari_xai.cohort.table import normalise_row, write_table
+    from napari_xai.engine.metrics import METRIC_ALIASES, column_doc
+
+    assert METRIC_ALIASES == {"sanity_similarity_spearman": "sanity_spearman", "sanity_similarity_ssim": "sanity_ssim"}
+    assert column_doc("sanity_similarity_spearman").key == "sanity_spearman"
+    old = tmp_path / "old.csv"  # a table written before the rename
+    old.write_text("scan_id,method,sanity_similarity_spearman,sanity_similarity_ssim,sanity_passed\na,vanilla_gradient,0.125,0.5,True\n", encoding="utf-8")
+    (row,) = read_table(old)
+    assert row["sanity_spearman"] == 0.125 and row["sanity_ssim"] == 0.5 and row["sanity_passed"] is True
+    assert "sanity_similarity_spearman" not in row
+    # a resumed run's skipped rows (from an old marker) are written under the new names
+    csv_path, _ = write_table([normalise_row({"scan_id": "a", "sanity_similarity_spearman": 0.25})], tmp_path / "new")
+    header = csv_path.read_text(encoding="utf-8").splitlines()[0].split(",")
+    assert "sanity_spearman" in header and "sanity_similarity_spearman" not in header
+    assert read_table(csv_path)[0]["sanity_spearman"] == 0.25
 
 
 def test_an_engine_evaluate_is_found_and_called_with_the_mask(ig_map, monkeypatch):

@@ -7,11 +7,16 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
-from napari_xai.engine.trust import METRIC_ORDER
+from napari_xai.engine.metrics.definitions import TABLE_KEYS, canonical_key
 
 #: Every column of the table, in order, with what it holds. Trust metric columns
-#: (from :data:`napari_xai.engine.trust.METRIC_ORDER`) follow; they are empty
-#: where a metric was not measured (no mask, an engine without evaluate, --no-metrics).
+#: follow: the engine's one ordered list of trust columns
+#: (:data:`napari_xai.engine.metrics.definitions.METRIC_COLUMNS`, which the
+#: napari dock, the Slicer module and the report show too); they are empty
+#: where a metric was not measured (no mask, --no-metrics). Tables written
+#: before that list named two of them ``sanity_similarity_spearman`` /
+#: ``sanity_similarity_ssim``: :func:`read_table` and a resumed run read those
+#: under the new names (``METRIC_ALIASES``; docs/cohort.md).
 COLUMNS: dict[str, str] = {
     "scan_id": "unique id of the scan in this cohort (file name, plus a hash of the path where two scans share a name)",
     "image": "path of the scan as given",
@@ -38,7 +43,7 @@ COLUMNS: dict[str, str] = {
     "report_path": "the scan's PDF report (--report), or empty",
     "metrics_error": "why the engine's evaluation of this map failed (the map and the checks are kept), else empty",
 }
-METRIC_COLUMNS: tuple[str, ...] = tuple(METRIC_ORDER)
+METRIC_COLUMNS: tuple[str, ...] = TABLE_KEYS
 ALL_COLUMNS: tuple[str, ...] = tuple(COLUMNS) + METRIC_COLUMNS
 #: Columns that hold numbers (Parquet types; CSV cells are parsed back with them).
 FLOAT_COLUMNS = {"probability", "label_probability", "score", "time_load_s", "time_method_s", "time_metrics_s"}
@@ -47,7 +52,8 @@ BOOL_COLUMNS = {"label_agrees", "model_loaded", "sanity_passed", "pointing_game"
 
 
 def normalise_row(row: dict[str, Any]) -> dict[str, Any]:
-    """A row with every column (missing ones None) and no others; extra metric keys are kept after them."""
+    """A row with every column (missing ones None); extra metric keys are kept after them, earlier column names renamed."""
+    row = {canonical_key(k): v for k, v in row.items()}
     out = {c: row.get(c) for c in ALL_COLUMNS}
     out.update({k: v for k, v in row.items() if k not in out})
     return out
@@ -91,9 +97,9 @@ def write_table(rows: Sequence[dict[str, Any]], out_dir: str | Path, name: str =
 
 
 def read_table(path: str | Path) -> list[dict[str, Any]]:
-    """Read a cohort CSV back with its columns typed (empty cells are None)."""
+    """Read a cohort CSV back with its columns typed (empty cells are None; earlier column names under their new names)."""
     with Path(path).open(newline="", encoding="utf-8") as fh:
-        return [{k: _parse(k, v) for k, v in row.items()} for row in csv.DictReader(fh)]
+        return [{canonical_key(k): _parse(canonical_key(k), v) for k, v in row.items()} for row in csv.DictReader(fh)]
 
 
 def _cell(value: Any) -> Any:

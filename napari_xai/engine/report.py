@@ -40,7 +40,7 @@ from .display import display_settings
 from .errors import ImageError
 from .image import ScanImage
 from .overlay import TRANSPARENT_BELOW, _colormap, _lps_center, _to_lps
-from .trust import check_metrics, format_metric, metric_reading, ordered_names
+from .trust import check_metrics, format_metric, metric_label, metric_reading, ordered_names
 
 #: A4 portrait, inches.
 PAGE_SIZE = (8.27, 11.69)
@@ -205,7 +205,7 @@ def _title_page(scan: ScanImage, attributions: list[Attribution], rows: list[dic
     ax = fig.add_axes((0.06, 0.06, 0.88, 0.34))
     ax.set_axis_off()
     if names:
-        table_rows = [[n.replace("_", " "), metric_reading(n)] + [format_metric(r.get(n)) for r in rows] for n in names]
+        table_rows = [[metric_label(n), metric_reading(n)] + [format_metric(r.get(n)) for r in rows] for n in names]
         widths = (0.3, 0.16) + (0.54 / len(rows),) * len(rows)
         draw_table(ax, table_rows, col_widths=widths, header=["metric", "reading"] + [f"#{i + 1} {a.method_title}" for i, a in enumerate(attributions)], fontsize=7.5)
     else:
@@ -257,7 +257,7 @@ def _method_page(scan: ScanImage, a: Attribution, metrics: dict[str, Any]) -> Fi
     ax = fig.add_axes((0.53, 0.09, 0.41, 0.18))
     ax.set_axis_off()
     info = [[k.replace("_", " "), f"{v:.2f} s"] for k, v in a.timings.items()]
-    info += [[k.replace("_", " "), format_metric(v)] for k, v in metrics.items()]
+    info += [[metric_label(k), format_metric(v)] for k, v in metrics.items()]
     draw_table(ax, info or [["(none)", ""]], col_widths=(0.6, 0.4), header=["item", "value"], fontsize=7.5)
     return fig
 

@@ -18,26 +18,12 @@ from typing import Any, Callable
 
 from .attribution import Attribution
 from .errors import XAIError
+from .metrics.definitions import TABLE_KEYS, canonical_key, column_doc, column_values, reading
 
-#: Metric names in the order tables show them (others follow, sorted).
-METRIC_ORDER = (
-    "completeness_error",
-    "deletion_auc",
-    "random_deletion_auc",
-    "insertion_auc",
-    "random_insertion_auc",
-    "faithfulness_gain",
-    "sanity_similarity_spearman",
-    "sanity_similarity_ssim",
-    "sanity_passed",
-    "mass_in_mask",
-    "pointing_game",
-    "relevance_rank",
-    "outside_anatomy_share",
-    "outside_anatomy_peak",
-    "outside_anatomy_top_share",
-    "shortcut_flag",
-)
+#: Metric names in the order tables show them (others follow, sorted): the
+#: engine's one ordered list of trust columns (``metrics.definitions.METRIC_COLUMNS``),
+#: which the napari dock and the Slicer module show too.
+METRIC_ORDER: tuple[str, ...] = TABLE_KEYS
 
 #: Keys of an evaluation's result that describe the run, not the map (they would clash with table columns).
 _NOT_METRICS = frozenset({"method", "target", "timings", "settings"})
@@ -73,34 +59,35 @@ def check_metrics(attribution: Attribution) -> dict[str, Any]:
 def scalar_metrics(result: dict[str, Any]) -> dict[str, Any]:
     """The one-number entries of an evaluation, for table cells.
 
-    Curves, settings and timings are left out; a record of numbers (e.g. the
-    sanity check's ``{"spearman": ..., "ssim": ...}``) gives one entry per
-    number, ``sanity_similarity_spearman``.
+    The columns of the one list (:data:`METRIC_ORDER`) the dict holds, read
+    where each column says (``sanity_spearman`` is the sanity check's
+    ``sanity_similarity["spearman"]``), then any other top-level number
+    (e.g. ``anatomy_fraction``). Curves, records, settings and timings are
+    left out.
     """
-    out: dict[str, Any] = {}
+    out = column_values(result)
     for k, v in result.items():
-        if k in _NOT_METRICS:
+        if k in _NOT_METRICS or k in out or isinstance(v, (dict, list, tuple, str)):
             continue
-        if isinstance(v, dict):
-            out.update({f"{k}_{sub}": _plain(x) for sub, x in v.items() if isinstance(_plain(x), (bool, int, float))})
-        elif v is None or isinstance(_plain(v), (bool, int, float)):
-            out[k] = _plain(v)
-    return out
+        if v is None or isinstance(_plain(v), (bool, int, float)):
+            out[k] = v
+    return {k: _plain(v) for k, v in out.items()}
 
 
 def metric_reading(name: str) -> str:
-    """How to read a metric (``lower is better`` ...), from the engine's metric definitions where it has them."""
-    import importlib
-
+    """How to read a metric (``lower is better`` ...), from its definition in the one list."""
     try:
-        definitions = getattr(importlib.import_module(f"{__package__}.metrics"), "METRICS", {})
-    except ImportError:
-        definitions = {}
-    base = name.removesuffix("_spearman").removesuffix("_ssim")
-    better = getattr(definitions.get(name) or definitions.get(base), "better", None)
-    if name == "completeness_error":
-        better = better or "lower"
-    return {"lower": "lower is better", "higher": "higher is better", "true": "yes is good", "false": "no is good"}.get(str(better).lower(), "")
+        return reading(column_doc(name))
+    except KeyError:
+        return ""
+
+
+def metric_label(name: str) -> str:
+    """A metric's label in tables: its title in the one list, else the name with spaces."""
+    try:
+        return column_doc(name).title
+    except KeyError:
+        return name.replace("_", " ")
 
 
 def trust_metrics(
@@ -153,7 +140,7 @@ def trust_metrics(
 
 def ordered_names(rows: list[dict[str, Any]]) -> list[str]:
     """The metric names present in any of ``rows``, in :data:`METRIC_ORDER` first."""
-    present = {k for row in rows for k in row}
+    present = {canonical_key(k) for row in rows for k in row}
     return [k for k in METRIC_ORDER if k in present] + sorted(present - set(METRIC_ORDER))
 
 

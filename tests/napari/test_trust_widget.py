@@ -89,3 +89,26 @@ def test_trust_dock_without_a_map_says_what_to_do(viewer, scan_layer, qtbot):
     _, trust = viewer.window.add_plugin_dock_widget("napari-xai", TRUST)
     trust.evaluate()
     assert "No saliency map" in trust.status.text()
+
+
+def test_every_column_definition_is_one_hover_or_one_click_away(viewer, qtbot):
+    from qtpy.QtWidgets import QTextBrowser
+
+    from napari_xai.engine.metrics import METRIC_COLUMNS
+
+    _, trust = viewer.window.add_plugin_dock_widget("napari-xai", TRUST)
+    header = [trust.table.horizontalHeaderItem(c).text() for c in range(trust.table.columnCount())]
+    assert header == ["map"] + [doc.title for doc in METRIC_COLUMNS]  # the engine's one list, in its order
+    for col, doc in enumerate(METRIC_COLUMNS, start=1):
+        tip = trust.table.horizontalHeaderItem(col).toolTip()
+        assert doc.definition in tip and doc.reference in tip, doc.key
+    col = 1 + TABLE_KEYS.index("sanity_spearman")
+    trust.table.horizontalHeader().sectionClicked.emit(col)  # a click on the heading opens the definitions
+    browser = next(w for w in trust.findChildren(QTextBrowser) if w.objectName() == "definitions")
+    text = browser.toPlainText()
+    assert browser.isVisible()
+    for doc in METRIC_COLUMNS:
+        assert doc.title in text and doc.reference.split(".")[0] in text, doc.key
+    assert text.index(METRIC_COLUMNS[0].title) < text.index(METRIC_COLUMNS[-1].title)
+    assert "name='sanity_spearman'" in trust.definitions_html()
+    browser.window().close()

@@ -6,7 +6,7 @@ import pytest
 import slicer.util
 
 from napari_xai.engine import Cancelled
-from napari_xai.engine.metrics import TABLE_KEYS, column_doc
+from napari_xai.engine.metrics import METRIC_COLUMNS, TABLE_KEYS, column_doc
 from SaliencyMapsLib import nodes, trust
 from tests.conftest import make_net
 
@@ -30,6 +30,12 @@ def test_evaluate_maps_writes_a_ranked_table_and_provenance(module, scene):
     title = column_doc("deletion_auc").title
     assert "Petsiuk" in table.GetColumnDescription(title)
     assert len(header) == len(TABLE_KEYS) + 3
+    # every column says what it holds; the metric columns are the engine's one list, with definition and reference
+    assert header[2:-1] == [doc.title for doc in METRIC_COLUMNS]
+    for doc in METRIC_COLUMNS:
+        description = table.GetColumnDescription(doc.title)
+        assert doc.definition in description and doc.reference in description, doc.key
+    assert all(table.GetColumnDescription(name) for name in ("map", "rank", "warnings"))
     for node in (grad, gbp):
         metrics = nodes.get_provenance(node)["metrics"]
         assert metrics["deletion_auc"] == results[node.GetName()]["deletion_auc"]
@@ -59,3 +65,11 @@ def test_table_html_lists_every_map_and_warns():
     assert text.index("map B") < text.index("map A") and "0.25" in text
     assert "fails the model-randomisation sanity check" in text and "shortcut" in text
     assert "Petsiuk" in trust.definitions_text()
+    assert "Hover over the table" in text
+
+
+def test_definitions_follow_the_table_columns_in_order():
+    text, page = trust.definitions_text(), trust.definitions_html()
+    positions = [text.index(f"{doc.title}: {doc.definition}") for doc in METRIC_COLUMNS]
+    assert positions == sorted(positions)
+    assert all(doc.reference in text and f"name='{doc.key}'" in page for doc in METRIC_COLUMNS)

@@ -13,7 +13,6 @@ progress and cancel (``NAPARI_XAI_NO_THREADS=1`` drives it on the main thread).
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
 from magicgui.widgets import ComboBox
@@ -43,7 +42,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_xai.engine import XAIError
-from napari_xai.engine.metrics import METRICS, TABLE_KEYS, column_doc, format_cell, row_warnings, table_row
+from napari_xai.engine.metrics import METRICS, TABLE_KEYS, column_doc, definitions_html, format_cell, row_warnings, table_row
 from napari_xai.engine.metrics.evaluation import PARAMS
 
 from .. import _logic, _trust
@@ -149,7 +148,7 @@ class TrustWidget(QWidget):
         self.table = QTableWidget(0, len(TABLE_KEYS) + 1)
         self.table.setHorizontalHeaderLabels(["map"] + [column_doc(k).title for k in TABLE_KEYS])
         for col, key in enumerate(TABLE_KEYS, start=1):
-            self.table.horizontalHeaderItem(col).setToolTip(column_doc(key).tooltip())
+            self.table.horizontalHeaderItem(col).setToolTip(column_doc(key).tooltip() + "\n(Click the heading for every definition.)")
         self.table.setEditTriggers(QTableWidget.NoEditTriggers)
         self.table.setSelectionBehavior(QTableWidget.SelectRows)
         self.table.setSelectionMode(QTableWidget.SingleSelection)
@@ -179,6 +178,7 @@ class TrustWidget(QWidget):
         self.anatomy_button.clicked.connect(self.show_anatomy)
         self.definitions_button.clicked.connect(self.show_definitions)
         self.table.itemSelectionChanged.connect(self._on_row_selected)
+        self.table.horizontalHeader().sectionClicked.connect(self._on_header_clicked)
         self._reset_choices()
 
     # ------------------------------------------------------------------ choices
@@ -414,23 +414,28 @@ class TrustWidget(QWidget):
             return None
 
     def definitions_html(self) -> str:
-        """Every metric's definition and reference, as HTML."""
-        parts = ["<h3>How far a map can be trusted</h3>"]
-        for doc in METRICS.values():
-            parts.append(f"<p><b>{html.escape(doc.title)}</b> (<code>{doc.key}</code>): {html.escape(doc.definition)}<br><i>{html.escape(doc.reference)}</i></p>")
-        return "\n".join(parts)
+        """Every metric's definition and reference, as HTML (the engine's one list: the table's columns first)."""
+        return definitions_html()
 
-    def show_definitions(self) -> QDialog:
-        """A window with every definition (non-modal)."""
+    def show_definitions(self, key: str | None = None) -> QDialog:
+        """A window with every definition (non-modal), scrolled to ``key``'s when given."""
         dialog = QDialog(self)
         dialog.setWindowTitle("Trust metrics: definitions")
         layout = QVBoxLayout(dialog)
         browser = QTextBrowser()
+        browser.setObjectName("definitions")
         browser.setHtml(self.definitions_html())
         layout.addWidget(browser)
         dialog.resize(640, 520)
         dialog.show()
+        if key:
+            browser.scrollToAnchor(key)
         return dialog
+
+    def _on_header_clicked(self, section: int) -> None:
+        """A click on a metric's column heading opens its definition."""
+        if 1 <= section <= len(TABLE_KEYS):
+            self.show_definitions(TABLE_KEYS[section - 1])
 
 
 def _param(name: str) -> Any:

@@ -1,7 +1,11 @@
 """What every number :func:`napari_xai.engine.evaluate` returns means, and where it comes from.
 
 One table, :data:`METRICS`, read by the docs, the napari dock's tooltips and
-the Slicer module's table, so a definition is written once. Thresholds of
+the Slicer module's table, so a definition is written once; and one ordered
+list of the scalar columns every trust table shows, :data:`METRIC_COLUMNS`
+(the napari dock, the Slicer module's table, Compare's table, the report's
+trust page and the cohort table all take their columns, labels and
+definitions from it). Thresholds of
 the two yes/no verdicts (``sanity_passed``, ``shortcut_flag``) are constants
 here, so that the documentation and the code cannot drift apart.
 """
@@ -9,6 +13,7 @@ here, so that the documentation and the code cannot drift apart.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 PETSIUK_2018 = "Petsiuk V, Das A, Saenko K. RISE: Randomized Input Sampling for Explanation of Black-box Models. BMVC 2018."
 ADEBAYO_2018 = "Adebayo J, Gilmer J, Muelly M, Goodfellow I, Hardt M, Kim B. Sanity Checks for Saliency Maps. NeurIPS 2018."
@@ -50,6 +55,9 @@ class MetricDoc:
         The published source of the definition.
     better : str
         ``lower``, ``higher``, ``true``, ``false`` or ``""`` (no direction).
+    source : tuple of str
+        Where a table column reads its value in the evaluation dict: a path
+        of keys (empty: the column's own key).
     """
 
     key: str
@@ -58,6 +66,22 @@ class MetricDoc:
     definition: str
     reference: str
     better: str = ""
+    source: tuple[str, ...] = ()
+
+    def value(self, result: dict[str, Any]) -> Any:
+        """This column's value in an evaluation dict (None where it is missing)."""
+        value: Any = result
+        for part in self.source or (self.key,):
+            value = value.get(part) if isinstance(value, dict) else None
+        return value
+
+    def present(self, result: dict[str, Any]) -> bool:
+        """The evaluation dict has this column's entry (as None or a value)."""
+        *path, last = self.source or (self.key,)
+        parent: Any = result
+        for part in path:
+            parent = parent.get(part) if isinstance(parent, dict) else None
+        return isinstance(parent, dict) and last in parent
 
     def tooltip(self) -> str:
         """Definition, direction and reference in a few lines, for hosts."""
@@ -172,6 +196,95 @@ METRICS: dict[str, MetricDoc] = {
         ),
     )
 }
+
+#: The trust table's scalar columns, in the order every host and file shows
+#: them: the one list the napari dock, the Slicer module, Compare's table,
+#: the report's trust page and the cohort table read (labels are ``title``,
+#: definitions ``tooltip()``). ``sanity_spearman`` / ``sanity_ssim`` are the
+#: fully randomised model's entries of ``sanity_similarity``.
+METRIC_COLUMNS: tuple[MetricDoc, ...] = (
+    METRICS["deletion_auc"],
+    METRICS["random_deletion_auc"],
+    METRICS["insertion_auc"],
+    METRICS["random_insertion_auc"],
+    METRICS["faithfulness_gain"],
+    MetricDoc(
+        "sanity_spearman",
+        "sanity Spearman",
+        "sanity",
+        f"Spearman rank correlation of |map| with the fully randomised model's |map| (sanity_similarity['spearman']); below {SANITY_SPEARMAN_THRESHOLD} passes.",
+        METRICS["sanity_similarity"].reference,
+        "lower",
+        ("sanity_similarity", "spearman"),
+    ),
+    MetricDoc(
+        "sanity_ssim",
+        "sanity SSIM",
+        "sanity",
+        "SSIM of |map| with the fully randomised model's |map|, both scaled to [0, 1] (sanity_similarity['ssim']).",
+        METRICS["sanity_similarity"].reference,
+        "lower",
+        ("sanity_similarity", "ssim"),
+    ),
+    METRICS["sanity_passed"],
+    METRICS["completeness_error"],
+    METRICS["mass_in_mask"],
+    METRICS["pointing_game"],
+    METRICS["relevance_rank"],
+    METRICS["outside_anatomy_share"],
+    METRICS["outside_anatomy_peak"],
+    METRICS["outside_anatomy_top_share"],
+    METRICS["shortcut_flag"],
+)
+#: The columns' keys, in order.
+TABLE_KEYS: tuple[str, ...] = tuple(doc.key for doc in METRIC_COLUMNS)
+#: Earlier names of columns -> their key in :data:`TABLE_KEYS`. Cohort tables
+#: written before the one list called the two sanity columns by the
+#: flattened dict path; :func:`canonical_key` reads them under the new name.
+METRIC_ALIASES: dict[str, str] = {"sanity_similarity_spearman": "sanity_spearman", "sanity_similarity_ssim": "sanity_ssim"}
+_COLUMNS_BY_KEY = {doc.key: doc for doc in METRIC_COLUMNS}
+
+
+def canonical_key(name: str) -> str:
+    """A column's key in :data:`TABLE_KEYS` for one of its earlier names (:data:`METRIC_ALIASES`); other names unchanged."""
+    return METRIC_ALIASES.get(name, name)
+
+
+def column_doc(key: str) -> MetricDoc:
+    """The documentation of a table column (an earlier name too) or of any key of the evaluation dict (KeyError for unknown keys)."""
+    key = canonical_key(key)
+    return _COLUMNS_BY_KEY.get(key) or METRICS[key]
+
+
+def column_values(result: dict[str, Any]) -> dict[str, Any]:
+    """The table columns an evaluation dict holds, in :data:`TABLE_KEYS` order (absent ones left out)."""
+    return {doc.key: doc.value(result) for doc in METRIC_COLUMNS if doc.present(result)}
+
+
+def documented() -> tuple[MetricDoc, ...]:
+    """What a host's definitions list shows: the table's columns in order, then the evaluation's other keys (curves, the sanity record)."""
+    shown = {doc.key for doc in METRIC_COLUMNS}
+    return METRIC_COLUMNS + tuple(doc for key, doc in METRICS.items() if key not in shown)
+
+
+def reading(doc: MetricDoc) -> str:
+    """How to read a metric: ``lower is better``, ``yes is good`` ... (empty without a direction)."""
+    return {"lower": "lower is better", "higher": "higher is better", "true": "yes is good", "false": "no is good"}.get(doc.better, "")
+
+
+def definitions_html() -> str:
+    """Every definition with its reference, as HTML for a host's help window (one anchor per key, ``#<key>``)."""
+    import html
+
+    parts = ["<h3>How far a map can be trusted</h3>"]
+    for doc in documented():
+        how = f" <i>({reading(doc)})</i>" if reading(doc) else ""
+        parts.append(
+            f"<p><a name='{doc.key}'></a><b>{html.escape(doc.title)}</b> (<code>{doc.key}</code>){how}: {html.escape(doc.definition)}"
+            f"<br>Reference: <i>{html.escape(doc.reference)}</i></p>"
+        )
+    return "\n".join(parts)
+
 
 #: The evaluation's parts, in the order they run.
 GROUPS = ("localisation", "anatomy", "completeness", "faithfulness", "sanity")

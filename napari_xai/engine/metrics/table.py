@@ -1,66 +1,24 @@
-"""The trust table both hosts show: columns, cells as text, and the warnings a row raises."""
+"""The trust table both hosts show: rows, cells as text, and the warnings a row raises.
+
+The columns are :data:`~napari_xai.engine.metrics.definitions.METRIC_COLUMNS`,
+the one ordered list every trust table reads.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ..registry import get_method
-from .definitions import METRICS, SANITY_SPEARMAN_THRESHOLD, MetricDoc
+from .definitions import TABLE_KEYS, column_doc, column_values
 
-#: Scalar columns of the table, in order (``sanity_spearman`` / ``sanity_ssim``
-#: are the fully randomised model's entries of ``sanity_similarity``).
-TABLE_KEYS = (
-    "deletion_auc",
-    "random_deletion_auc",
-    "insertion_auc",
-    "random_insertion_auc",
-    "faithfulness_gain",
-    "sanity_spearman",
-    "sanity_ssim",
-    "sanity_passed",
-    "completeness_error",
-    "mass_in_mask",
-    "pointing_game",
-    "relevance_rank",
-    "outside_anatomy_share",
-    "outside_anatomy_peak",
-    "outside_anatomy_top_share",
-    "shortcut_flag",
-)
-
-_SANITY_COLUMNS = {
-    "sanity_spearman": MetricDoc(
-        "sanity_spearman",
-        "sanity Spearman",
-        "sanity",
-        f"Spearman rank correlation of |map| with the fully randomised model's |map| (sanity_similarity['spearman']); below {SANITY_SPEARMAN_THRESHOLD} passes.",
-        METRICS["sanity_similarity"].reference,
-        "lower",
-    ),
-    "sanity_ssim": MetricDoc(
-        "sanity_ssim",
-        "sanity SSIM",
-        "sanity",
-        "SSIM of |map| with the fully randomised model's |map|, both scaled to [0, 1] (sanity_similarity['ssim']).",
-        METRICS["sanity_similarity"].reference,
-        "lower",
-    ),
-}
-
-
-def column_doc(key: str) -> MetricDoc:
-    """The documentation of a table column."""
-    return _SANITY_COLUMNS.get(key) or METRICS[key]
+__all__ = ["TABLE_KEYS", "column_doc", "format_cell", "row_warnings", "table_row"]
 
 
 def table_row(method: str | None, result: dict[str, Any]) -> dict[str, Any]:
     """One row of the table from an :func:`~napari_xai.engine.evaluate` dict (``method``, ``title`` and the columns)."""
-    sim = result.get("sanity_similarity") or {}
     title = get_method(method).title if method else ""
-    row: dict[str, Any] = {"method": method, "title": title}
-    for key in TABLE_KEYS:
-        row[key] = sim.get(key.removeprefix("sanity_")) if key in _SANITY_COLUMNS else result.get(key)
-    return row
+    values = column_values(result)
+    return {"method": method, "title": title, **{key: values.get(key) for key in TABLE_KEYS}}
 
 
 def format_cell(value: Any) -> str:

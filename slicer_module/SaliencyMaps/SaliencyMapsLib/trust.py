@@ -15,6 +15,12 @@ from . import nodes
 
 #: Node attribute marking the table node that holds a map's metrics.
 TABLE_ATTRIBUTE = "SaliencyMaps.trustTable"
+#: Descriptions of the table node's columns that are not metrics.
+_OTHER_COLUMNS = {
+    "map": "The saliency map (its volume node's name).",
+    "rank": "How far the map earns trust among the maps evaluated together: sanity check passed first, then the faithfulness gain over a random order, then the mass in the mask.",
+    "warnings": "What to know before reading the map: a failed sanity check, a shortcut flag, or a map no more faithful than a random order.",
+}
 
 
 def store_metrics(map_node: Any, result: dict[str, Any]) -> None:
@@ -49,21 +55,31 @@ def table_html(results: dict[str, dict[str, Any]], ranking: list[str]) -> str:
     for r in maps:
         if r[-1]:
             out.append(f"<p><b>{html.escape(r[0])}</b>: <span style='color:#b8860b'>{html.escape(r[-1])}</span></p>")
+    out.append("<p><i>Hover over the table for every metric's definition and reference (in the table node: over a column heading).</i></p>")
     return "\n".join(out)
 
 
 def definitions_text() -> str:
-    """Every metric's definition and reference, for a tooltip."""
-    from napari_xai.engine.metrics import METRICS
+    """Every metric's definition and reference, for a tooltip: the table's columns in its order, then the other keys."""
+    from napari_xai.engine.metrics import documented
 
-    return "\n\n".join(doc.tooltip() for doc in METRICS.values())
+    return "\n\n".join(doc.tooltip() for doc in documented())
+
+
+def definitions_html() -> str:
+    """Every metric's definition and reference as HTML (anchors ``#<key>``), for a help window or a text browser."""
+    from napari_xai.engine.metrics import definitions_html as engine_definitions
+
+    return engine_definitions()
 
 
 def metrics_table_node(scene: Any, results: dict[str, dict[str, Any]], ranking: list[str], table_node: Any = None, name: str = "Saliency map trust metrics") -> Any:
     """Write the metrics into a ``vtkMRMLTableNode`` (created when not given): one row per map, one column per metric.
 
     Column descriptions hold each metric's definition and reference (Slicer
-    shows them as the column headers' tooltips in the table view).
+    shows them as the column headers' tooltips in the table view), from the
+    engine's one list of trust columns; the map, rank and warnings columns
+    say what they hold.
     """
     from napari_xai.engine.metrics import TABLE_KEYS, column_doc
 
@@ -80,8 +96,7 @@ def metrics_table_node(scene: Any, results: dict[str, dict[str, Any]], ranking: 
         table.AddColumn(column)
     keys = ["map", "rank", *TABLE_KEYS, "warnings"]
     for title, key in zip(rows[0], keys):
-        if key in TABLE_KEYS:
-            table_node.SetColumnDescription(title, column_doc(key).tooltip())
+        table_node.SetColumnDescription(title, column_doc(key).tooltip() if key in TABLE_KEYS else _OTHER_COLUMNS[key])
     table_node.SetAttribute(TABLE_ATTRIBUTE, "1")
     table_node.Modified()
     return table_node
