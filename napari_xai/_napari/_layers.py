@@ -8,12 +8,14 @@ image layer, and the layer data tuple of an :class:`Attribution`.
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from napari_xai.engine import Attribution, Geometry, ImageError, ScanImage, napari_layer_kwargs
-from napari_xai.engine.display import display_settings
+from napari_xai.engine.display import DisplaySettings, display_settings
 from napari_xai.engine.geometry import geometry_from_data_to_world
 
 #: Key of the provenance dict in a result layer's ``metadata``.
@@ -101,14 +103,57 @@ def source_transforms(layer: Any) -> dict[str, Any]:
     return out
 
 
-def result_layer_kwargs(attribution: Attribution, source: Any | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class PreparedResult:
+    """An attribution with what showing it needs, computed once, off the main thread.
+
+    The contrast limits (a sort of every voxel), the colour map and the peak
+    cost the event loop tens of milliseconds each on a large map; a worker
+    computes them (:func:`prepare_result`) so that adding the layer is
+    napari's own work only.
+
+    Parameters
+    ----------
+    attribution : Attribution
+        The map.
+    display : DisplaySettings
+        Colour map name, contrast limits, opacity and blending.
+    peak : tuple of int
+        Index of the map's strongest voxel (:func:`peak_index`).
+    """
+
+    attribution: Attribution
+    display: DisplaySettings
+    peak: tuple[int, ...]
+
+
+def prepare_result(attribution: Attribution | PreparedResult) -> PreparedResult:
+    """Contrast, colour map and peak of ``attribution`` (returned as is if already prepared)."""
+    if isinstance(attribution, PreparedResult):
+        return attribution
+    display = display_settings(attribution.values, attribution.sign)
+    napari_colormap(display.colormap)  # built and cached here, in the worker's thread
+    return PreparedResult(attribution, display, peak_index(attribution.values, attribution.sign))
+
+
+def peak_index(values: np.ndarray, sign: str) -> tuple[int, ...]:
+    """Index of a map's strongest voxel: the largest positive value (the largest ``|value|`` if none is positive)."""
+    v = np.asarray(values)
+    if sign != "non-negative":
+        v = np.where(v > 0, v, 0) if (v > 0).any() else np.abs(v)
+    return tuple(int(i) for i in np.unravel_index(int(np.argmax(v)), v.shape))
+
+
+def result_layer_kwargs(attribution: Attribution | PreparedResult, source: Any | None = None) -> dict[str, Any]:
     """Keyword arguments for ``viewer.add_image`` showing ``attribution``.
 
-    Colour map from the map's sign (``display_settings``), the source layer's
-    transforms (or, with no source layer, the attribution's own geometry) and
-    the provenance in ``metadata``.
+    Colour map from the map's sign (``display_settings``; taken from a
+    :class:`PreparedResult` as computed, never recomputed), the source
+    layer's transforms (or, with no source layer, the attribution's own
+    geometry) and the provenance in ``metadata``.
     """
-    settings = display_settings(attribution.values, attribution.sign)
+    prepared = prepare_result(attribution)
+    attribution, settings = prepared.attribution, prepared.display
     kwargs: dict[str, Any] = source_transforms(source) if source is not None else geometry_layer_kwargs(attribution.geometry)
     kwargs.update(
         name=attribution.name,
@@ -121,12 +166,31 @@ def result_layer_kwargs(attribution: Attribution, source: Any | None = None) -> 
     return kwargs
 
 
+def changed_transforms(layer: Any, transforms: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``transforms`` (as :func:`source_transforms` gives them) that differ from ``layer``'s.
+
+    Setting a transform on a napari layer re-slices it even when the value is
+    unchanged; a replaced result usually keeps every transform.
+    """
+    current = source_transforms(layer)
+    out = {}
+    for key, value in transforms.items():
+        if key not in TRANSFORM_ATTRS:
+            continue
+        have = current.get(key)
+        same = have is not None and (tuple(have) == tuple(value) if key == "units" else np.array_equal(np.asarray(have), np.asarray(value)))
+        if not same:
+            out[key] = value
+    return out
+
+
 #: Suffix of the diverging colour maps made transparent around zero.
 TRANSPARENT_ZERO = "_transparent_zero"
 
 
+@functools.lru_cache(maxsize=None)
 def napari_colormap(name: str) -> Any:
-    """The engine's colour map for napari.
+    """The engine's colour map for napari (built once per name; napari layers may share it).
 
     Sequential maps (``inferno``, drawn with additive blending: black adds
     nothing) are used by name. A diverging map (``bwr``) has an opaque white

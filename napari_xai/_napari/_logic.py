@@ -9,6 +9,7 @@ synchronously and the widget runs in a thread worker, as in stardist-napari.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import json
 import os
@@ -39,7 +40,7 @@ from napari_xai.engine.display import display_settings
 from napari_xai.engine.overlay import PRINT_DPI, add_colorbar, caption_lines, render_overlay
 from napari_xai.engine.registry import FAMILIES
 
-from ._layers import PROVENANCE_KEY, attribution_from_layer, result_layer_kwargs, scan_from_layer
+from ._layers import PROVENANCE_KEY, PreparedResult, attribution_from_layer, changed_transforms, peak_index, prepare_result, result_layer_kwargs, scan_from_layer
 
 #: Set to 1 to run everything on the main thread (for debugging with pdb or a profiler).
 NO_THREADS_ENV = "NAPARI_XAI_NO_THREADS"
@@ -336,6 +337,16 @@ def run_jobs(jobs: list[Job]) -> Generator[Progress, None, list[Attribution]]:
     return results
 
 
+def run_and_prepare(jobs: list[Job]) -> Generator[Progress, None, list[PreparedResult]]:
+    """:func:`run_jobs`, then each result's contrast, colour map and peak (:func:`prepare_result`).
+
+    Run in a host's worker thread, this leaves the main thread only napari's
+    own work when the result is shown.
+    """
+    results = yield from run_jobs(jobs)
+    return [prepare_result(a) for a in results]
+
+
 def estimate_jobs(jobs: list[Job]) -> list[Estimate]:
     """The engine's cost estimate of each job, as :func:`run_jobs` would run it (a timed probe per job)."""
     out = []
@@ -419,46 +430,58 @@ def summary_line(attribution: Attribution, checks: bool = True) -> str:
 # ----------------------------------------------------------------------------- results in the viewer
 
 
-def show_attribution(viewer: Any, attribution: Attribution, source: Any, replace: Any | None = None, *, colorbar: bool = True) -> Any:
+def show_attribution(
+    viewer: Any, attribution: Attribution | PreparedResult, source: Any, replace: Any | None = None, *, colorbar: bool = True
+) -> Any:
     """Add ``attribution`` as an image layer aligned with ``source``, or update ``replace`` in place.
 
-    With ``colorbar=False`` the caller shows the colour bar later
+    A :class:`PreparedResult` (from a worker) brings its contrast limits and
+    colour map; nothing is recomputed here. Replacing sets only the
+    transforms that changed, and the data last, so the layer is re-sliced
+    once. With ``colorbar=False`` the caller shows the colour bar later
     (:func:`show_colorbar`): napari builds it on the main thread, and doing
     it in a later turn of the event loop halves the longest stall.
 
     Returns the layer.
     """
-    kwargs = result_layer_kwargs(attribution, source)
+    prepared = prepare_result(attribution)
+    kwargs = result_layer_kwargs(prepared, source)
     kwargs["metadata"][SOURCE_KEY] = source.name
     if replace is not None and replace in viewer.layers:
-        replace.data = attribution.values
-        for key in ("scale", "translate", "rotate", "shear", "affine", "units"):
-            if key in kwargs:
-                setattr(replace, key, kwargs[key])
+        for key, value in changed_transforms(replace, kwargs).items():
+            setattr(replace, key, value)
         replace.metadata = kwargs["metadata"]
-        replace.colormap = kwargs["colormap"]
-        replace.contrast_limits_range = kwargs["contrast_limits"]
-        replace.contrast_limits = kwargs["contrast_limits"]
-        replace.opacity = kwargs["opacity"]
-        replace.blending = kwargs["blending"]
-        replace.name = kwargs["name"]
+        colormap = kwargs["colormap"]
+        if replace.colormap.name != getattr(colormap, "name", colormap):  # a new colour map rebuilds the shader
+            replace.colormap = colormap
+        limits = list(kwargs["contrast_limits"])
+        if list(replace.contrast_limits_range) != limits:
+            replace.contrast_limits_range = limits
+        if list(replace.contrast_limits) != limits:
+            replace.contrast_limits = limits
+        for key in ("opacity", "blending", "name"):
+            if getattr(replace, key) != kwargs[key]:
+                setattr(replace, key, kwargs[key])
+        replace.data = prepared.attribution.values
         if colorbar:
             show_colorbar(viewer, replace)
         return replace
-    layer = viewer.add_image(attribution.values, **kwargs)
+    layer = viewer.add_image(prepared.attribution.values, **kwargs)
     if colorbar:
         show_colorbar(viewer, layer)
     return layer
 
 
-def go_to_peak(viewer: Any, layer: Any) -> tuple[int, ...]:
-    """Move the viewer's slices to the map's strongest voxel (positive evidence first); returns its index."""
+def go_to_peak(viewer: Any, layer: Any, index: tuple[int, ...] | None = None) -> tuple[int, ...]:
+    """Move the viewer's slices to the map's strongest voxel (positive evidence first); returns its index.
+
+    ``index`` is the peak when it is known (:attr:`PreparedResult.peak`); else it is found in the layer's data.
+    """
     values = np.asarray(layer.data)
-    prov = layer.metadata.get(PROVENANCE_KEY) or {}
-    v = values if prov.get("sign") == "non-negative" or not (values > 0).any() else np.where(values > 0, values, 0)
-    if prov.get("sign") != "non-negative" and not (values > 0).any():
-        v = np.abs(values)
-    idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(v)), v.shape))
+    if index is None:
+        prov = layer.metadata.get(PROVENANCE_KEY) or {}
+        index = peak_index(values, prov.get("sign", "signed"))
+    idx = tuple(int(i) for i in index)
     if values.ndim == 3:
         world = np.asarray(layer.data_to_world(idx), dtype=float)
         axes = tuple(range(viewer.dims.ndim - 3, viewer.dims.ndim))
@@ -482,39 +505,70 @@ VISIBLE_BEFORE_KEY = "napari_xai_visible_before_compare"
 _COMPARE_RUNS = itertools.count(1)
 
 
-def show_comparison(viewer: Any, source: Any, attributions: Iterable[Attribution]) -> list[Any]:
+def show_comparison(viewer: Any, source: Any, attributions: Iterable[Attribution | PreparedResult]) -> list[Any]:
     """Side by side (napari grid): each map over its own view of the scan, contrast per map.
 
     Adds, per map, an underlay of the scan (same data, no copy) and the map,
     then shows only these pairs in a grid with a stride of two (from the top
     of the layer list). :func:`end_comparison` restores the previous view.
+    Returns the added layers (underlay, map, underlay, map, ...).
     """
-    for layer in viewer.layers:
-        layer.metadata.setdefault(VISIBLE_BEFORE_KEY, bool(layer.visible))
-    run_id = f"compare-{next(_COMPARE_RUNS)}"
-    added = []
-    for attribution in attributions:
-        under = viewer.add_image(
-            source.data,
-            name=f"{source.name} | {attribution.method_title}",
-            colormap=source.colormap.name,
-            contrast_limits=tuple(source.contrast_limits),
-            metadata={COMPARE_KEY: run_id},
-            **_transforms(source),
-        )
-        layer = show_attribution(viewer, attribution, source)
-        layer.metadata[COMPARE_KEY] = run_id
-        added += [under, layer]
-    for layer in added[1::2]:
-        show_colorbar(viewer, layer, only=False)
-    # napari hands plugins proxies of its layers (a new one per access): compare by a mark, not identity
-    for layer in viewer.layers:
-        layer.visible = layer.metadata.get(COMPARE_KEY) == run_id
-    grid = viewer_grid(viewer)
-    grid.stride = -2
-    grid.enabled = True
-    viewer.reset_view()
+    added: list[Any] = []
+    for step in comparison_steps(viewer, source, attributions, added):
+        step()
     return added
+
+
+def comparison_steps(viewer: Any, source: Any, attributions: Iterable[Attribution | PreparedResult], added: list[Any]) -> list[Callable[[], None]]:
+    """:func:`show_comparison` as steps, for a host to run one per turn of its event loop.
+
+    Each layer added, each colour bar, hiding the other layers, the grid and
+    the view's reset cost napari main-thread time (a scene-graph re-layout
+    each); one step each keeps every turn short. The layers are appended to
+    ``added`` (underlay, map, underlay, map, ...) as the steps run.
+    """
+    prepared = [prepare_result(item) for item in attributions]
+    run_id = f"compare-{next(_COMPARE_RUNS)}"
+
+    def remember_visibility() -> None:
+        for layer in viewer.layers:
+            layer.metadata.setdefault(VISIBLE_BEFORE_KEY, bool(layer.visible))
+
+    def add_underlay(item: PreparedResult) -> None:
+        added.append(
+            viewer.add_image(
+                source.data,
+                name=f"{source.name} | {item.attribution.method_title}",
+                colormap=source.colormap.name,
+                contrast_limits=tuple(source.contrast_limits),
+                metadata={COMPARE_KEY: run_id},
+                **_transforms(source),
+            )
+        )
+
+    def add_map(item: PreparedResult) -> None:
+        layer = show_attribution(viewer, item, source, colorbar=False)
+        layer.metadata[COMPARE_KEY] = run_id
+        added.append(layer)
+
+    def hide_the_rest() -> None:
+        # napari re-lays out its whole scene graph at each visibility change: change only what differs
+        # (napari hands plugins proxies of its layers, a new one per access: compare by a mark, not identity)
+        for layer in viewer.layers:
+            show = layer.metadata.get(COMPARE_KEY) == run_id
+            if bool(layer.visible) != show:
+                layer.visible = show
+
+    def grid_view() -> None:
+        grid = viewer_grid(viewer)
+        grid.stride = -2
+        grid.enabled = True
+
+    def colorbar(k: int) -> Callable[[], None]:
+        return lambda: show_colorbar(viewer, added[2 * k + 1], only=False)
+
+    per_map = [step for item in prepared for step in (functools.partial(add_underlay, item), functools.partial(add_map, item))]
+    return [remember_visibility, *per_map, hide_the_rest, grid_view, viewer.reset_view, *(colorbar(k) for k in range(len(prepared)))]
 
 
 def end_comparison(viewer: Any) -> None:

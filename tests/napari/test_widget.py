@@ -202,6 +202,17 @@ def test_the_work_runs_off_the_main_thread_while_the_event_loop_turns(make_napar
         return result
 
     monkeypatch.setattr(_logic, "explain_iter", watched)
+    # the result's contrast limits (a sort of every voxel) are computed in the worker too
+    from napari_xai._napari import _layers
+
+    display_threads: list[int] = []
+    real_display_settings = _layers.display_settings
+
+    def watched_display(*args, **kwargs):
+        display_threads.append(threading.get_ident())
+        return real_display_settings(*args, **kwargs)
+
+    monkeypatch.setattr(_layers, "display_settings", watched_display)
     viewer = make_napari_viewer()
     viewer.add_image(np.random.default_rng(0).normal(size=(12, 12, 12)).astype(np.float32), name="vol")
     _, widget = viewer.window.add_plugin_dock_widget("napari-xai", WIDGET)
@@ -213,6 +224,7 @@ def test_the_work_runs_off_the_main_thread_while_the_event_loop_turns(make_napar
     wait_until_done(qtbot, widget)
     assert len(_results(viewer)) == 1, widget.status.text()
     assert engine_threads and all(t != main for t in engine_threads), "the engine ran on the main thread"
+    assert display_threads and all(t != main for t in display_threads), "the display settings were computed on the main thread"
     assert widget.progress.value() == widget.progress.maximum()  # a finished run reads 100 %
 
 

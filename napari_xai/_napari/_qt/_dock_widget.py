@@ -83,6 +83,12 @@ def _disconnect_viewer(connections: list[tuple[Any, Any]], *_: Any) -> None:
             pass
 
 
+#: Delay between the steps of :meth:`XAIWidget._in_turns`. Not 0: Qt 6 queues a zero-delay
+#: single shot as a posted event, and two posted in a row ran back to back before the
+#: window's timers and repaints (measured: the longest stall was two steps long).
+_TURN_DELAY_MS = 1
+
+
 def _drive(gen):
     """Generator function wrapper so that a generator object we hold can run in a GeneratorWorker."""
     return (yield from gen)
@@ -506,7 +512,7 @@ class XAIWidget(QWidget):
         self._source_layer = self.image_combo.value
         self._compare_run = compare
         self._clock = RemainingTime()
-        self._gen = _logic.run_jobs(jobs)
+        self._gen = _logic.run_and_prepare(jobs)
         self.progress.setValue(0)
         self._set_running(True)
         self.status.setText(f"Running {', '.join(methods)}… {summary}")
@@ -579,9 +585,12 @@ class XAIWidget(QWidget):
         if event.message and not self._cancel_requested:
             self.status.setText(event.message)
 
-    def _on_returned(self, results: list[Any]) -> None:
+    def _on_returned(self, prepared: list[Any]) -> None:
+        """Show the worker's results (:class:`PreparedResult`: contrast, colour map and peak already computed)."""
         if self._cancel_requested:
             return
+        prepared = [_logic.prepare_result(p) for p in prepared]
+        results = [p.attribution for p in prepared]
         self.progress.setValue(self.progress.maximum())  # a finished run reads 100 %, not 0 % again
         source = self._source_layer
         if source not in self.viewer.layers:
@@ -589,14 +598,22 @@ class XAIWidget(QWidget):
             return
         self.last_results = list(results)
         if self._compare_run:
-            added = _logic.show_comparison(self.viewer, source, results)
-            if self.peak_check.isChecked() and added:
-                _logic.go_to_peak(self.viewer, added[1])
-            self.checks_label.setText("\n".join(_logic.summary_line(a) for a in results))
-            self.status.setText(f"Done: {len(results)} maps side by side (napari's grid); 'Exit grid' restores the view.")
+            added: list[Any] = []
+            steps = _logic.comparison_steps(self.viewer, source, prepared, added)
+            go_to_peak = self.peak_check.isChecked()
+
+            def finish_compare() -> None:
+                self.checks_label.setText("\n".join(_logic.summary_line(a) for a in results))
+                self.status.setText(f"Done: {len(results)} maps side by side (napari's grid); 'Exit grid' restores the view.")
+
+            self._in_turns(
+                *steps,
+                (lambda: _logic.go_to_peak(self.viewer, added[1], prepared[0].peak)) if go_to_peak else None,
+                finish_compare,
+            )
         else:
             replace = self._last_result_layer if self.replace_check.isChecked() else None
-            layer = self._last_result_layer = _logic.show_attribution(self.viewer, results[0], source, replace=replace, colorbar=False)
+            layer = self._last_result_layer = _logic.show_attribution(self.viewer, prepared[0], source, replace=replace, colorbar=False)
             go_to_peak = self.peak_check.isChecked()
 
             def finish() -> None:
@@ -606,7 +623,7 @@ class XAIWidget(QWidget):
 
             self._in_turns(
                 lambda: _logic.show_colorbar(self.viewer, layer),
-                (lambda: _logic.go_to_peak(self.viewer, layer)) if go_to_peak else None,
+                (lambda: _logic.go_to_peak(self.viewer, layer, prepared[0].peak)) if go_to_peak else None,
                 finish,
             )
 
@@ -632,11 +649,11 @@ class XAIWidget(QWidget):
                 todo.clear()
                 self._fail(exc)
             if todo and _alive(self.status):
-                QTimer.singleShot(0, run_next)
+                QTimer.singleShot(_TURN_DELAY_MS, run_next)
             else:
                 self._staged -= 1
 
-        QTimer.singleShot(0, run_next)
+        QTimer.singleShot(_TURN_DELAY_MS, run_next)
 
     def _on_aborted(self) -> None:
         self.progress.setValue(0)
