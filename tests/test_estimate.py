@@ -94,3 +94,40 @@ def test_time_left_and_formatting(monkeypatch):
     assert est.needs_confirmation
     est.seconds = 11.0
     assert not est.needs_confirmation
+
+
+def _count_conv_samples(monkeypatch, weight_shape: tuple[int, ...]) -> list[int]:
+    """Samples through ``conv3d`` calls with this weight shape (network passes, counted without a clock); one-item list."""
+    import torch.nn.functional as F
+
+    count, real = [0], F.conv3d
+
+    def counted(x, weight, *args, **kwargs):
+        if tuple(weight.shape) == tuple(weight_shape):
+            count[0] += int(x.shape[0])
+        return real(x, weight, *args, **kwargs)
+
+    monkeypatch.setattr(F, "conv3d", counted)  # nn.Conv3d looks it up at each call, in the backward's rule passes too
+    return count
+
+
+@pytest.mark.parametrize(
+    "method, params",
+    [
+        ("lrp", {"composite": "epsilon"}),
+        ("lrp", {"composite": "epsilon_plus"}),  # the default: alpha-beta (beta 0) re-runs each convolution twice
+        ("lrp", {"composite": "epsilon_alpha2_beta1"}),
+        ("lrp", {"composite": "epsilon_gamma_box"}),
+        ("deeplift", {}),
+        ("deeplift_shap", {"n_baselines": 5}),  # each reference runs forward, then forward + backward
+        ("integrated_gradients", {"steps": 6}),
+    ],
+)
+def test_counted_forward_passes_match_the_run(method, params, monkeypatch):
+    """The estimate's forward passes are the network passes the run makes (counted at the second convolution)."""
+    net, vol = make_net(3), random_volume()
+    est = estimate(net, vol, method, **params)
+    count = _count_conv_samples(monkeypatch, net.features[3].weight.shape)
+    explain(net, vol, method, **params)
+    # batched methods also run the planner's one activation-measuring pass, which the estimate leaves out
+    assert est.forward_passes <= count[0] <= est.forward_passes + 1

@@ -384,6 +384,20 @@ def _hipe(p: dict, shape: tuple[int, ...], _c: int) -> tuple[int, int]:
         cells *= 2
 
 
+#: Network passes of one LRP rule per weighted layer, by composite: the rule re-runs the layer on
+#: each (input part, weight part) pair it uses and takes that run's input gradient. Alpha-beta
+#: uses four pairs on convolutions (positive and negative inputs and weights, for both signs),
+#: two when beta is 0 (``epsilon_plus``: the negative share is not computed); epsilon and gamma one.
+_LRP_RULE_PASSES = {"epsilon": 1, "epsilon_gamma_box": 1, "epsilon_plus": 2, "epsilon_alpha2_beta1": 4}
+
+
+def _lrp(p: dict, _s: tuple[int, ...], _c: int) -> tuple[int, int]:
+    # the pass that assigns rules (forward), the relevance pass (a forward with the rules; its
+    # backward is the rules' own passes), and the rules' passes (forward + input gradient each)
+    rule = _LRP_RULE_PASSES.get(p["composite"], 4)
+    return 2 + rule, rule
+
+
 def _kernel_shap(p: dict, _s: tuple[int, ...], _c: int) -> tuple[int, int]:
     from .methods.kernel_shap import auto_samples
 
@@ -404,13 +418,13 @@ _PASSES: dict[str, Callable[[dict, tuple[int, ...], int], tuple[int, int]]] = {
     "input_x_gradient": lambda p, s, c: (1, 1),
     "guided_backprop": lambda p, s, c: (1, 1),
     "deconvnet": lambda p, s, c: (1, 1),
-    "lrp": lambda p, s, c: (1, 1),
+    "lrp": _lrp,
     "integrated_gradients": lambda p, s, c: (p["steps"] + 1, p["steps"]),
     "smoothgrad": _smooth,
     "smoothgrad_sq": _smooth,
     "vargrad": _smooth,
     "deeplift": lambda p, s, c: (2, 1),
-    "deeplift_shap": lambda p, s, c: (p["n_baselines"] + 1, p["n_baselines"]),
+    "deeplift_shap": lambda p, s, c: (2 * p["n_baselines"], p["n_baselines"]),  # a forward of each reference, then forward + backward
     "grad_cam": lambda p, s, c: (1, 1),
     "grad_cam_pp": lambda p, s, c: (1, 1),
     "guided_grad_cam": lambda p, s, c: (2, 2),
