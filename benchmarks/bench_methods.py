@@ -22,13 +22,17 @@ Rows (see benchmarks/README.md for the last results):
   ``internal_batch_size`` (of 1, 4, 8, 16, 32) and the floor (32 x one forward
   and backward at the best batch size).
 
-Times are the best of ``--repeat`` runs after a warm-up. Ratios are ours /
-anchor (below 1 is faster).
+Every row warms each of its contenders once, then runs them ``--repeat``
+times interleaved (the order rotates each round, so that a change of load
+on the shared machine falls on all of them alike) and reports the median
+time of each, with the spread (min-max) and the load average. Ratios are
+ours / anchor (below 1 is faster).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from typing import Callable
 
@@ -37,14 +41,31 @@ import torch
 import torch.nn as nn
 
 
-def best_time(fn: Callable[[], object], repeat: int) -> tuple[float, object]:
-    out = fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
+def load() -> str:
+    return "load %.1f" % os.getloadavg()[0]
+
+
+def interleaved(fns: dict[str, Callable[[], object]], repeat: int) -> tuple[dict[str, float], dict[str, object], dict[str, str]]:
+    """Median wall time of each function over ``repeat`` interleaved rounds (after one warm-up each), its result and spread.
+
+    A function whose name starts with ``floor`` returns a time itself (a floor measured inside); its result is then the
+    median of what it returned.
+    """
+    outs = {k: fn() for k, fn in fns.items()}
+    floors: dict[str, list[float]] = {k: [] for k in fns if k.startswith("floor")}
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    names = list(fns)
+    for r in range(repeat):
+        for k in names[r % len(names):] + names[: r % len(names)]:
+            t0 = time.perf_counter()
+            outs[k] = fns[k]()
+            times[k].append(time.perf_counter() - t0)
+            if k in floors:
+                floors[k].append(float(outs[k]))
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    spread = {k: f"{min(v):.2f}-{max(v):.2f}" for k, v in times.items()}
+    outs.update({k: float(np.median(v)) for k, v in floors.items() if v})
+    return med, outs, spread
 
 
 def plain_cnn() -> nn.Module:
@@ -72,16 +93,21 @@ def densenet() -> nn.Module:
     return DenseNet121(spatial_dims=3, in_channels=1, out_channels=2).eval()
 
 
-def forward_floor(net: nn.Module, x: torch.Tensor, sizes=(1, 4, 16, 32)) -> float:
-    best = float("inf")
-    with torch.inference_mode():
-        for bs in sizes:
-            xb = x.repeat(bs, *([1] * (x.ndim - 1)))
-            net(xb)
-            t0 = time.perf_counter()
-            net(xb)
-            best = min(best, (time.perf_counter() - t0) / bs)
-    return best
+def forward_floor(net: nn.Module, x: torch.Tensor, sizes=(1, 4, 16, 32)) -> Callable[[], float]:
+    """A function timing one no-grad forward per sample at the best of ``sizes`` (the naive floor of a perturbation method)."""
+
+    batches = {bs: x.repeat(bs, *([1] * (x.ndim - 1))) for bs in sizes}
+
+    def per_sample() -> float:
+        best = float("inf")
+        with torch.inference_mode():
+            for bs, xb in batches.items():
+                t0 = time.perf_counter()
+                net(xb)
+                best = min(best, (time.perf_counter() - t0) / bs)
+        return best
+
+    return per_sample
 
 
 def row(name: str, ours: float, anchor_name: str, anchor: float, floor: float | None = None, note: str = "") -> dict:
@@ -101,22 +127,32 @@ def occlusion_plain(repeat: int, captum_full: bool) -> list[dict]:
     net = plain_cnn()
     image = np.random.default_rng(0).normal(size=(40, 48, 40)).astype(np.float32)
     x = torch.from_numpy(image)[None, None]
-    ours_t, a = best_time(lambda: explain(net, image, "occlusion", target=1, window=4, stride=4), repeat)
-    cap_t, ref = best_time(
-        lambda: Occlusion(net).attribute(x, sliding_window_shapes=(1, 4, 4, 4), strides=(1, 4, 4, 4), target=1, baselines=0.0, perturbations_per_eval=32),
-        1,
-    )
-    diff = float(np.abs(a.values - ref[0, 0].numpy()).max())
-    floor = 1200 * forward_floor(net, x)
-    out = [row("occlusion plain 3D", ours_t, "Captum Occlusion (ppe 32)", cap_t, floor, f"max |ours - Captum| {diff:.2g}; {a.checks['occlusion']['ops_run_in_full']} in full")]
     occ = OcclusionSensitivity(net, mask_size=4, overlap=0.0, n_batch=32, mode=0.0, activate=False, verbose=False)
-    mon_t, (mon, _) = best_time(lambda: occ(x), 1)
+    per = forward_floor(net, x)
+    med, outs, spread = interleaved(
+        {
+            "ours": lambda: explain(net, image, "occlusion", target=1, window=4, stride=4),
+            "captum": lambda: Occlusion(net).attribute(
+                x, sliding_window_shapes=(1, 4, 4, 4), strides=(1, 4, 4, 4), target=1, baselines=0.0, perturbations_per_eval=32
+            ),
+            "monai": lambda: occ(x),
+            "floor": lambda: 1200 * per(),
+        },
+        repeat,
+    )
+    a, ref, (mon, _) = outs["ours"], outs["captum"], outs["monai"]
+    floor = outs["floor"]
+    diff = float(np.abs(a.values - ref[0, 0].numpy()).max())
     # MONAI's map is the occluded score itself; ours is f(x) - that
     with torch.no_grad():
         f_x = float(net(x)[0, 1])
     diff_m = float(np.abs(a.values - (f_x - mon[0, 1].detach().numpy())).max())
-    out.append(row("occlusion plain 3D", ours_t, "MONAI OcclusionSensitivity", mon_t, floor, f"max |ours - MONAI| {diff_m:.2g}"))
-    return out
+    sp = f"ours {spread['ours']} s, Captum {spread['captum']} s, MONAI {spread['monai']} s"
+    return [
+        row("occlusion plain 3D", med["ours"], "Captum Occlusion (ppe 32)", med["captum"], floor,
+            f"max |ours - Captum| {diff:.2g}; {a.checks['occlusion']['ops_run_in_full']} in full; {sp}"),
+        row("occlusion plain 3D", med["ours"], "MONAI OcclusionSensitivity", med["monai"], floor, f"max |ours - MONAI| {diff_m:.2g}"),
+    ]
 
 
 def occlusion_densenet(repeat: int, captum_full: bool) -> list[dict]:
@@ -130,12 +166,17 @@ def occlusion_densenet(repeat: int, captum_full: bool) -> list[dict]:
     image = np.random.default_rng(1).normal(size=(64, 64, 64)).astype(np.float32)
     x = torch.from_numpy(image)[None, None]
     if captum_full:
-        ours_t, a = best_time(lambda: explain(net, image, "occlusion", target=1, window=8, stride=8), 0)
-        cap_t, ref = best_time(
-            lambda: Occlusion(net).attribute(x, sliding_window_shapes=(1, 8, 8, 8), strides=(1, 8, 8, 8), target=1, baselines=0.0, perturbations_per_eval=32), 0
+        med, outs, spread = interleaved(
+            {
+                "ours": lambda: explain(net, image, "occlusion", target=1, window=8, stride=8),
+                "captum": lambda: Occlusion(net).attribute(
+                    x, sliding_window_shapes=(1, 8, 8, 8), strides=(1, 8, 8, 8), target=1, baselines=0.0, perturbations_per_eval=32
+                ),
+            },
+            repeat,
         )
-        note = f"full run; max |ours - Captum| {float(np.abs(a.values - ref[0, 0].numpy()).max()):.2g}"
-        return [row("occlusion DenseNet-121", ours_t, "Captum Occlusion (ppe 32)", cap_t, 512 * forward_floor(net, x, sizes=(1, 8)), note)]
+        note = f"full run; max |ours - Captum| {float(np.abs(outs['ours'].values - outs['captum'][0, 0].numpy()).max()):.2g}; {spread}"
+        return [row("occlusion DenseNet-121", med["ours"], "Captum Occlusion (ppe 32)", med["captum"], 512 * forward_floor(net, x, sizes=(1, 8))(), note)]
     tape, _, _ = _incremental.record(net, x)
     rng = np.random.default_rng(0)
     starts = [tuple(int(v) * 8 for v in rng.integers(0, 8, 3)) for _ in range(32)]
@@ -149,10 +190,14 @@ def occlusion_densenet(repeat: int, captum_full: bool) -> list[dict]:
         with torch.inference_mode():
             return net(xb)
 
-    ours_t, got = best_time(lambda: tape.replay(boxes, crop), repeat)
-    cap_t, want = best_time(full, repeat)
-    err = float((got - want).abs().max())
-    return [row("occlusion DenseNet-121", ours_t, "32 full forwards (Captum's batch)", cap_t, None, f"per batch of 32 windows; max diff {err:.2g}; {tape.spread_ops // repeat} ops on full maps")]
+    def replay():
+        with torch.inference_mode():
+            return tape.replay(boxes, crop)
+
+    med, outs, spread = interleaved({"ours": replay, "full": full}, repeat)
+    err = float((outs["ours"] - outs["full"]).abs().max())
+    note = f"per batch of 32 windows; max diff {err:.2g}; ours {spread['ours']} s, full {spread['full']} s"
+    return [row("occlusion DenseNet-121", med["ours"], "32 full forwards (Captum's batch)", med["full"], None, note)]
 
 
 def one_pass(repeat: int, captum_full: bool) -> list[dict]:
@@ -163,35 +208,43 @@ def one_pass(repeat: int, captum_full: bool) -> list[dict]:
     net = densenet()
     image = np.random.default_rng(2).normal(size=(64, 64, 64)).astype(np.float32)
     x = torch.from_numpy(image)[None, None]
+    layer = "class_layers.relu"
 
     def grad_floor():
-        xg = x.clone().requires_grad_(True)
+        xg = x.detach().requires_grad_(True)
         (g,) = torch.autograd.grad(net(xg)[0, 1], xg)
         return g
-
-    floor_t, _ = best_time(grad_floor, repeat)
-    ours_t, _ = best_time(lambda: explain(net, image, "vanilla_gradient", target=1), repeat)
-    cap_t, _ = best_time(lambda: Saliency(net).attribute(x, target=1, abs=True), repeat)
-    out = [row("vanilla gradient", ours_t, "Captum Saliency", cap_t, floor_t, "floor: forward + autograd.grad")]
-    layer = "class_layers.relu"
 
     def fwd():
         with torch.no_grad():
             return net(x)
 
-    fwd_t, _ = best_time(fwd, repeat)
-    ours_t, _ = best_time(lambda: explain(net, image, "grad_cam", target=1, layer=layer), repeat)
-
     def captum_cam():
         cam = LayerGradCam(net, net.get_submodule(layer)).attribute(x, target=1)
         return LayerAttribution.interpolate(cam, x.shape[2:], interpolate_mode="trilinear")
 
-    cap_t, _ = best_time(captum_cam, repeat)
-    out.append(row("Grad-CAM", ours_t, "Captum LayerGradCam", cap_t, fwd_t, "floor: one forward without gradients"))
-    return out
+    med, _, spread = interleaved(
+        {
+            "grad floor": grad_floor,
+            "vanilla gradient": lambda: explain(net, image, "vanilla_gradient", target=1),
+            "Saliency": lambda: Saliency(net).attribute(x, target=1, abs=True),
+            "forward": fwd,
+            "Grad-CAM": lambda: explain(net, image, "grad_cam", target=1, layer=layer),
+            "LayerGradCam": captum_cam,
+        },
+        repeat,
+    )
+    sp = lambda *k: "; ".join(f"{n} {spread[n]} s" for n in k)  # noqa: E731
+    return [
+        row("vanilla gradient", med["vanilla gradient"], "Captum Saliency", med["Saliency"], med["grad floor"],
+            "floor: forward + autograd.grad; " + sp("vanilla gradient", "Saliency", "grad floor")),
+        row("Grad-CAM", med["Grad-CAM"], "Captum LayerGradCam", med["LayerGradCam"], med["forward"],
+            "floor: one forward without gradients; " + sp("Grad-CAM", "LayerGradCam", "forward")),
+    ]
 
 
 def integrated_gradients(repeat: int, captum_full: bool) -> list[dict]:
+    """32 steps of our default rule and of Gauss-Legendre against Captum at its best internal batch and the floor."""
     from captum.attr import IntegratedGradients
 
     from napari_xai.engine import explain
@@ -201,19 +254,35 @@ def integrated_gradients(repeat: int, captum_full: bool) -> list[dict]:
     model, scan = load_lesion_classifier(), load_sample_scan()
     x = to_model_space(scan, model.spec).tensor
     net = model.module.eval()
-    ours_t, a = best_time(lambda: explain(model, scan, "integrated_gradients", target=1, steps=32), repeat)
-    best = (float("inf"), 0)
+    ibs_t = {}
     for ibs in (1, 4, 8, 16, 32):
-        t, _ = best_time(lambda: IntegratedGradients(net).attribute(x, target=1, n_steps=32, internal_batch_size=ibs), 1)
-        best = min(best, (t, ibs))
-    per = float("inf")
-    for bs in (1, 4, 8):
-        xb = x.repeat(bs, 1, 1, 1, 1).requires_grad_(True)
         t0 = time.perf_counter()
-        torch.autograd.grad(net(xb)[:, 1].sum(), xb)
-        per = min(per, (time.perf_counter() - t0) / bs)
-    err = a.checks["completeness"]["relative_delta"]
-    return [row("integrated gradients 32", ours_t, f"Captum IG (internal batch {best[1]})", best[0], 32 * per, f"completeness error {err:.2%}")]
+        IntegratedGradients(net).attribute(x, target=1, n_steps=32, internal_batch_size=ibs)
+        ibs_t[ibs] = time.perf_counter() - t0
+    best_ibs = min(ibs_t, key=ibs_t.get)
+    step = {bs: x.repeat(bs, 1, 1, 1, 1) for bs in (1, 2, 4, 8)}
+
+    def per_step() -> float:
+        best = float("inf")
+        for bs, xb in step.items():
+            xg = xb.detach().requires_grad_(True)
+            t0 = time.perf_counter()
+            torch.autograd.grad(net(xg)[:, 1].sum(), xg)
+            best = min(best, (time.perf_counter() - t0) / bs)
+        return best
+
+    med, outs, spread = interleaved(
+        {
+            "ours": lambda: explain(model, scan, "integrated_gradients", target=1, steps=32, rule="gausslegendre"),
+            "captum": lambda: IntegratedGradients(net).attribute(x, target=1, n_steps=32, internal_batch_size=best_ibs),
+            "floor": lambda: 32 * per_step(),
+        },
+        repeat,
+    )
+    err = outs["ours"].checks["completeness"]["relative_delta"]
+    floor = outs["floor"]
+    note = f"GL-32; completeness error {err:.2%}; floor = 32 x best per-step F+B (batch 1-8); ours {spread['ours']} s, Captum {spread['captum']} s"
+    return [row("integrated gradients 32", med["ours"], f"Captum IG (internal batch {best_ibs})", med["captum"], floor, note)]
 
 
 ROWS = {"occlusion_plain": occlusion_plain, "occlusion_densenet": occlusion_densenet, "one_pass": one_pass, "integrated_gradients": integrated_gradients}
@@ -221,16 +290,17 @@ ROWS = {"occlusion_plain": occlusion_plain, "occlusion_densenet": occlusion_dens
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", nargs="+", choices=sorted(ROWS))
     parser.add_argument("--captum-full", action="store_true", help="run Captum's DenseNet occlusion in full (about 512 forward passes)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} threads, device cpu")
+    print(f"torch {torch.__version__}, {args.threads} threads, device cpu, {args.repeat} interleaved repeats, median; {load()}")
     print(f"{'row':22s} {'ours s':>8s} {'anchor':34s} {'anchor s':>8s} {'ratio':>6s} {'floor s':>8s} {'/floor':>6s}")
     for name in args.only or ROWS:
         ROWS[name](args.repeat, args.captum_full)
+        print(f"  ({load()} after {name})", flush=True)
 
 
 if __name__ == "__main__":
