@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     prefer_supported_qt()
     import napari
 
-    from napari_xai._napari import _logic
+    from napari_xai.session.models import default_sample_model
 
     viewer = napari.Viewer(title="napari-xai", show=not args.no_show or args.screenshot is not None)
     if args.path:
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         viewer.open_sample("napari-xai", "sample_brain")
     _, widget = viewer.window.add_plugin_dock_widget("napari-xai", "Saliency maps (XAI)")
-    model = args.model or _logic.default_sample_model()
+    model = args.model or default_sample_model()
     if model is not None:
         widget.set_model(model)
     else:

@@ -15,11 +15,12 @@ from typing import Any
 import numpy as np
 
 from napari_xai.engine import Attribution, Geometry, ImageError, ScanImage, napari_layer_kwargs
-from napari_xai.engine.display import DisplaySettings, display_settings
+from napari_xai.engine.attribution import PROVENANCE_KEY
+from napari_xai.engine.display import DisplaySettings, display_settings, overlay_alpha
 from napari_xai.engine.geometry import geometry_from_data_to_world
 
-#: Key of the provenance dict in a result layer's ``metadata``.
-PROVENANCE_KEY = "napari_xai"
+# PROVENANCE_KEY (imported above) keys the provenance in a result layer's ``metadata``: the
+# same key saved map files carry it under.
 #: Key under which the reader keeps the file's geometry in ``metadata`` (for reference).
 GEOMETRY_KEY = "napari_xai_geometry"
 #: Layer transforms copied from a source layer to its result layers.
@@ -194,8 +195,9 @@ def napari_colormap(name: str) -> Any:
 
     Sequential maps (``inferno``, drawn with additive blending: black adds
     nothing) are used by name. A diverging map (``bwr``) has an opaque white
-    zero that would veil the scan, so its opacity is made to rise with
-    ``|value|``: zero is transparent, the ends opaque, hues unchanged.
+    zero that would veil the scan, so its opacity rises with ``|value|`` by
+    the rule figures and Slicer use too
+    (:func:`~napari_xai.engine.display.overlay_alpha`), hues unchanged.
     """
     if name != "bwr":
         return name
@@ -204,7 +206,7 @@ def napari_colormap(name: str) -> Any:
 
     t = np.linspace(0.0, 1.0, 257)
     colors = np.asarray(colormaps[name](t))
-    colors[:, 3] = np.clip(np.abs(2 * t - 1) / 0.35, 0.0, 1.0) ** 0.8
+    colors[:, 3] = overlay_alpha(2 * t - 1)
     return Colormap(colors=colors, controls=t, name=name + TRANSPARENT_ZERO, display_name=f"{name} (clear 0)")
 
 

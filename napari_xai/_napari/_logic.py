@@ -1,46 +1,39 @@
-"""What the dock widget does, without Qt: models, method menus, parameter forms, runs, results, compare, export.
+"""What the napari dock widget does that is napari's own, without Qt: layers, the compare grid, figures of the viewer.
 
-The widget (``_qt/_dock_widget.py``) only wires signals to these functions, as
-in napari-animation; the compute is one generator (:func:`run_jobs`, wrapping
-the engine's :func:`~napari_xai.engine.explain_iter`) that tests can drain
-synchronously and the widget runs in a thread worker, as in stardist-napari.
+What every host does alike (models, jobs and their runs, 2D slices, the
+parameter controls, checks as text) is in :mod:`napari_xai.session`; the
+widget (``_qt/_dock_widget.py``) wires signals to that layer and to these
+functions, as napari-animation keeps its model apart from ``_qt/``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import itertools
-import json
 import os
-import textwrap
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Generator, Iterable
 
 import numpy as np
 
-from napari_xai.engine import (
-    Attribution,
-    ImageError,
-    LoadedModel,
-    MethodSpec,
-    ParamSpec,
-    Prediction,
-    Progress,
-    ScanImage,
-    explain_iter,
-    list_methods,
-    load_model,
-)
-from napari_xai.engine import predict as engine_predict
-from napari_xai.engine.estimate import Estimate, format_seconds
-from napari_xai.engine.estimate import estimate as engine_estimate
+from napari_xai.engine import Attribution, ImageError, ParamSpec, Prediction, Progress
 from napari_xai.engine.display import display_settings
-from napari_xai.engine.overlay import PRINT_DPI, add_colorbar, caption_lines, render_overlay
-from napari_xai.engine.registry import FAMILIES
+from napari_xai.engine.overlay import PRINT_DPI, render_overlay, render_view
+from napari_xai.session.controls import control_for
+from napari_xai.session.jobs import Job, run_jobs
+from napari_xai.session.methods import method_title
 
-from ._layers import PROVENANCE_KEY, PreparedResult, attribution_from_layer, changed_transforms, peak_index, prepare_result, result_layer_kwargs, scan_from_layer
+from ._layers import (
+    PROVENANCE_KEY,
+    PreparedResult,
+    attribution_from_layer,
+    changed_transforms,
+    peak_index,
+    prepare_result,
+    result_layer_kwargs,
+    scan_from_layer,
+    source_transforms,
+)
 
 #: Set to 1 to run everything on the main thread (for debugging with pdb or a profiler).
 NO_THREADS_ENV = "NAPARI_XAI_NO_THREADS"
@@ -50,8 +43,6 @@ SOURCE_KEY = "napari_xai_source"
 COMPARE_KEY = "napari_xai_compare"
 #: Export layouts: the canvas as shown, orthogonal slices through the cursor, an axial montage.
 EXPORT_LAYOUTS = ("current view", "orthogonal", "montage")
-#: Method selected when the widget opens (fast and faithful on the sample model), if registered.
-DEFAULT_METHOD = "integrated_gradients"
 
 
 def threads_disabled() -> bool:
@@ -59,102 +50,7 @@ def threads_disabled() -> bool:
     return os.environ.get(NO_THREADS_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-# ----------------------------------------------------------------------------- models
-
-
-def sample_models(folder: str | os.PathLike | None = None) -> dict[str, Path]:
-    """Bundled sample models: every ``*.json`` spec in ``napari_xai/samples`` with a ``weights`` field whose file exists.
-
-    Returns
-    -------
-    dict
-        Display name (the spec's ``name``, else the file stem) -> spec path, sorted by name.
-    """
-    if folder is None:
-        from napari_xai.samples import SAMPLES_DIR
-
-        folder = SAMPLES_DIR
-    found: dict[str, Path] = {}
-    for path in sorted(Path(folder).glob("*.json")):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if not isinstance(data, dict) or not data.get("weights"):
-            continue
-        if not (path.parent / str(data["weights"])).is_file():
-            continue
-        found[str(data.get("name") or path.stem)] = path
-    return dict(sorted(found.items()))
-
-
-_MODEL_CACHE: dict[tuple[str, float], LoadedModel] = {}
-
-
-def get_model(model: Any) -> LoadedModel:
-    """A :class:`LoadedModel` for a path (cached by path and modification time) or an in-process model."""
-    if isinstance(model, LoadedModel):
-        return model
-    if isinstance(model, (str, os.PathLike)):
-        p = Path(model).resolve()
-        key = (str(p), p.stat().st_mtime if p.exists() else 0.0)
-        if key not in _MODEL_CACHE:
-            _MODEL_CACHE[key] = load_model(p)
-        return _MODEL_CACHE[key]
-    from napari_xai.engine.models.loading import as_loaded_model
-
-    return as_loaded_model(model)
-
-
-def default_sample_model(samples: dict[str, Path] | None = None) -> Path | None:
-    """The sample classifier if it is there, else the first sample model, else None."""
-    from napari_xai.samples import LESION_CLASSIFIER_SPEC
-
-    samples = sample_models() if samples is None else samples
-    for path in samples.values():
-        if Path(path).resolve() == Path(LESION_CLASSIFIER_SPEC).resolve():
-            return path
-    return next(iter(samples.values()), None)
-
-
-def model_label(model: Any) -> str:
-    """A short name for a model choice."""
-    if isinstance(model, (str, os.PathLike)):
-        return Path(model).name
-    if isinstance(model, LoadedModel):
-        return model.name
-    return f"<{type(model).__name__}>"
-
-
-def predict(model: Any, scan: ScanImage) -> Prediction:
-    """The model's decision on ``scan``, for the target menu (the engine's :func:`~napari_xai.engine.predict`)."""
-    return engine_predict(get_model(model), scan)
-
-
-def target_choices(prediction: Prediction | None, labels: list[str] | None) -> list[tuple[str, Any]]:
-    """Target menu entries ``(text, value)``: the predicted class first (value None), then each class by name."""
-    first = f"{prediction.describe()}" if prediction is not None else "predicted class"
-    names = (prediction.labels if prediction is not None else None) or labels or []
-    if prediction is not None and prediction.task == "regression":
-        return [(first, None)]
-    return [(first, None)] + [(f"{k}: {name}", k) for k, name in enumerate(names)]
-
-
 # ----------------------------------------------------------------------------- methods and parameters
-
-
-def methods_by_family() -> list[tuple[str, list[MethodSpec]]]:
-    """Registered methods grouped by family, families in catalogue order (new methods appear by themselves)."""
-    groups: dict[str, list[MethodSpec]] = {}
-    for spec in list_methods():
-        groups.setdefault(spec.family, []).append(spec)
-    order = list(FAMILIES) + sorted(set(groups) - set(FAMILIES))
-    return [(fam, groups[fam]) for fam in order if fam in groups]
-
-
-def method_help(spec: MethodSpec) -> str:
-    """The method's help label: summary, then the paper (authors, title, venue, year) a user can look up."""
-    return f"{spec.summary}\n{spec.citation}" if spec.citation else spec.summary
 
 
 def ready_message(image: str | None, model: Any, method: str | None, prediction: Prediction | None) -> str:
@@ -163,127 +59,32 @@ def ready_message(image: str | None, model: Any, method: str | None, prediction:
         return "Open a scan (File > Open, or File > Open Sample > napari-xai), then press Run."
     if model is None:
         return "Choose a model (a sample, or 'Open model file…'), then press Run."
-    title = get_method_title(method)
+    title = method_title(method)
     decided = f" The model says {prediction.describe().removeprefix('predicted: ')}." if prediction is not None else ""
     return f"Ready: press Run to explain {image!r} with {title}.{decided}"
 
 
-def get_method_title(name: str | None) -> str:
-    """Display name of a registered method (the name itself if unknown)."""
-    from napari_xai.engine import get_method
-
-    try:
-        return get_method(name).title if name else "the chosen method"
-    except Exception:
-        return str(name)
-
-
 def param_widget_options(p: ParamSpec) -> dict[str, Any]:
-    """Keyword arguments for ``magicgui.widgets.create_widget`` for one parameter spec.
-
-    One rule for every method: booleans are check boxes, numbers spin boxes
-    bounded by the spec, strings with choices combo boxes, per-axis numbers a
-    text field taking one value or ``z, y, x``. The tooltip is the spec's help.
-    """
-    opts: dict[str, Any] = {"name": p.name, "label": p.name.replace("_", " "), "options": {"tooltip": p.help}}
-    if p.per_axis:
-        opts.update(value=str(p.default), widget_type="LineEdit")
-        opts["options"]["tooltip"] = f"{p.help} One value, or z, y, x."
-    elif p.type is bool:
-        opts.update(value=bool(p.default), widget_type="CheckBox")
-    elif p.type is int:
-        opts.update(value=int(p.default), widget_type="SpinBox")
-        opts["options"].update(min=int(p.min) if p.min is not None else -(2**31), max=int(p.max) if p.max is not None else 2**31 - 1)
-    elif p.type is float:
-        lo = float(p.min) if p.min is not None else -1e9
-        hi = float(p.max) if p.max is not None else 1e9
-        step = _float_step(p.default, lo, hi)
-        opts.update(value=float(p.default), widget_type="FloatSpinBox")
-        opts["options"].update(min=lo, max=hi, step=step)
-    elif p.choices:
-        opts.update(value=p.default, widget_type="ComboBox")
-        opts["options"]["choices"] = list(p.choices)
-    else:
-        opts.update(value=str(p.default), widget_type="LineEdit")
+    """Keyword arguments for ``magicgui.widgets.create_widget`` rendering one parameter's :class:`~napari_xai.session.controls.Control`."""
+    control = control_for(p)
+    opts: dict[str, Any] = {"name": p.name, "label": control.label, "options": {"tooltip": control.help}}
+    if control.kind == "bool":
+        opts.update(value=bool(control.default), widget_type="CheckBox")
+    elif control.kind == "int":
+        opts.update(value=int(control.default), widget_type="SpinBox")
+        opts["options"].update(min=int(control.minimum), max=int(control.maximum))
+    elif control.kind == "float":
+        opts.update(value=float(control.default), widget_type="FloatSpinBox")
+        opts["options"].update(min=control.minimum, max=control.maximum, step=control.step)
+    elif control.kind == "choice":
+        opts.update(value=str(control.default), widget_type="ComboBox")
+        opts["options"]["choices"] = list(control.choices)
+    else:  # per_axis and text
+        opts.update(value=control.text(control.default), widget_type="LineEdit")
     return opts
 
 
-def _float_step(default: float, lo: float, hi: float) -> float:
-    scale = abs(float(default)) or (hi - lo if np.isfinite(hi - lo) and hi - lo < 1e6 else 1.0)
-    return float(10 ** np.floor(np.log10(scale)) / 10) if scale > 0 else 0.01
-
-
-def parse_param_value(p: ParamSpec, raw: Any) -> Any:
-    """A widget's value as the method takes it (per-axis text ``"8"`` or ``"8, 8, 4"`` becomes int/float or tuple).
-
-    Range and type are checked by the engine (its messages name the fix).
-    """
-    if not p.per_axis or not isinstance(raw, str):
-        return raw
-    parts = [s for s in raw.replace(";", ",").replace(" ", ",").split(",") if s]
-    cast = int if p.type is int else float
-
-    def conv(s: str) -> Any:
-        try:
-            return cast(s) if p.type is float or float(s) == int(float(s)) else float(s)
-        except ValueError:
-            return s  # the engine names the problem
-
-    vals = [conv(s) for s in parts]
-    if not vals:
-        return p.default
-    return vals[0] if len(vals) == 1 else tuple(vals)
-
-
 # ----------------------------------------------------------------------------- runs
-
-
-@dataclass
-class Job:
-    """One explanation to compute.
-
-    Parameters
-    ----------
-    model : LoadedModel, nn.Module or path
-    scan : ScanImage
-        The source layer's data with its geometry.
-    method : str
-        Registry name.
-    target : int or None
-        Class index; None: the predicted class.
-    region : numpy.ndarray or None
-        Boolean mask on the scan grid (segmentation models).
-    reduce : str
-        ``sum`` or ``mean`` over the region.
-    params : dict
-        Method parameters.
-    """
-
-    model: Any
-    scan: ScanImage
-    method: str
-    target: Any = None
-    region: np.ndarray | None = None
-    reduce: str = "sum"
-    params: dict[str, Any] = field(default_factory=dict)
-    slice_index: int | None = None
-
-
-def takes_2d(model: Any) -> bool:
-    """True when the model's spec says it takes 2D images (reads the spec only, never the weights)."""
-    from napari_xai.engine import ModelSpec
-    from napari_xai.engine.models.spec import sidecar_path
-
-    try:
-        if isinstance(model, LoadedModel):
-            return model.spec.spatial_dims == 2
-        if isinstance(model, (str, os.PathLike)):
-            p = Path(model)
-            spec_path = p if p.suffix.lower() == ".json" else sidecar_path(p)
-            return spec_path.is_file() and ModelSpec.read(spec_path).spatial_dims == 2
-    except Exception:  # unreadable spec: the run reports it
-        return False
-    return False
 
 
 def current_slice(viewer: Any, layer: Any) -> int:
@@ -292,79 +93,14 @@ def current_slice(viewer: Any, layer: Any) -> int:
     return int(np.clip(round(z), 0, layer.data.shape[0] - 1))
 
 
-def slice_scan(scan: ScanImage, k: int) -> ScanImage:
-    """Slice ``k`` (along z) of a volume as a 2D image with its in-plane spacing (for 2D models)."""
-    sx, sy = scan.geometry.spacing[0], scan.geometry.spacing[1]
-    from napari_xai.engine import Geometry
-
-    return ScanImage(np.asarray(scan.array[k]), Geometry((0.0, 0.0), (sx, sy), (1.0, 0.0, 0.0, 1.0)), None, name=f"{scan.name} z={k}")
-
-
-def embed_slice(attribution: Attribution, scan: ScanImage, k: int) -> Attribution:
-    """A 2D map of slice ``k`` placed on the volume's grid (zero elsewhere), with the volume's geometry."""
-    values = np.zeros(scan.spatial_shape, dtype=np.float32)
-    values[k] = attribution.values
-    target = dict(attribution.target, slice=k)
-    target["description"] = f"{attribution.target.get('description', '')} on slice z={k}"
-    return dataclasses.replace(attribution, values=values, geometry=scan.geometry, target=target, image_name=scan.name)
-
-
-def run_jobs(jobs: list[Job]) -> Generator[Progress, None, list[Attribution]]:
-    """Run the jobs one after the other: yields overall progress, returns their attributions.
-
-    ``done``/``total`` count thousandths of the whole set of jobs. Closing the
-    generator closes the engine's generator of the job in flight (cancel).
-    """
-    results: list[Attribution] = []
-    n = len(jobs)
-    for i, job in enumerate(jobs):
-        k = job.slice_index
-        image = slice_scan(job.scan, k) if k is not None else job.scan
-        region = job.region[k] if k is not None and job.region is not None else job.region
-        gen = explain_iter(get_model(job.model), image, job.method, job.target, region=region, reduce=job.reduce, **job.params)
-        prefix = f"[{i + 1}/{n}] " if n > 1 else ""
-        try:
-            while True:
-                try:
-                    event = next(gen)
-                except StopIteration as stop:
-                    results.append(stop.value if k is None else embed_slice(stop.value, job.scan, k))
-                    break
-                yield Progress(int(1000 * (i + event.fraction)), 1000 * n, prefix + event.message)
-        finally:
-            gen.close()
-    yield Progress(1000 * n, 1000 * n, "done")
-    return results
-
-
 def run_and_prepare(jobs: list[Job]) -> Generator[Progress, None, list[PreparedResult]]:
-    """:func:`run_jobs`, then each result's contrast, colour map and peak (:func:`prepare_result`).
+    """The session's :func:`~napari_xai.session.jobs.run_jobs`, then each result's contrast, colour map and peak (:func:`prepare_result`).
 
     Run in a host's worker thread, this leaves the main thread only napari's
     own work when the result is shown.
     """
     results = yield from run_jobs(jobs)
     return [prepare_result(a) for a in results]
-
-
-def estimate_jobs(jobs: list[Job]) -> list[Estimate]:
-    """The engine's cost estimate of each job, as :func:`run_jobs` would run it (a timed probe per job)."""
-    out = []
-    for job in jobs:
-        k = job.slice_index
-        image = slice_scan(job.scan, k) if k is not None else job.scan
-        region = job.region[k] if k is not None and job.region is not None else job.region
-        out.append(engine_estimate(get_model(job.model), image, job.method, job.target, region=region, **job.params))
-    return out
-
-
-def describe_estimates(estimates: list[Estimate]) -> str:
-    """One line for the status bar: the total, and each job's estimate when there are several."""
-    if len(estimates) == 1:
-        return "Estimate: " + estimates[0].describe()
-    total = sum(e.seconds for e in estimates)
-    return f"Estimate: about {format_seconds(total)} for {len(estimates)} methods (" + "; ".join(
-        f"{e.method} {format_seconds(e.seconds)}" for e in estimates) + ")"
 
 
 def region_from_labels(labels_layer: Any, label_value: int | None = None) -> np.ndarray:
@@ -377,54 +113,6 @@ def region_from_labels(labels_layer: Any, label_value: int | None = None) -> np.
             "Paint the region in the Labels layer, or choose no region to use the model's predicted mask.",
         )
     return region
-
-
-# ----------------------------------------------------------------------------- checks ("sanity")
-
-
-def _completeness(value: dict[str, Any]) -> str:
-    rel = value.get("relative_delta")
-    ok = rel is not None and rel < 0.05
-    return f"completeness: sum {value.get('attribution_sum', float('nan')):.3g} vs score change {value.get('score_difference', float('nan')):.3g} ({100 * rel:.1f}% off, {'ok' if ok else 'raise steps'})"
-
-
-#: Formatters for known checks; any other check is shown as ``name: value``. Checks from
-#: the evaluation issue (faithfulness, randomisation) slot in here by name.
-CHECK_FORMATTERS: dict[str, Callable[[Any], str]] = {"completeness": _completeness}
-#: Checks that are bookkeeping, not sanity: not shown.
-HIDDEN_CHECKS = ("model_grid_is_scan_grid",)
-
-
-def format_checks(checks: dict[str, Any]) -> list[str]:
-    """One line per check an Attribution carries."""
-    lines = []
-    for name, value in checks.items():
-        if name in HIDDEN_CHECKS:
-            continue
-        fmt = CHECK_FORMATTERS.get(name)
-        if fmt is not None:
-            try:
-                lines.append(fmt(value))
-                continue
-            except (TypeError, ValueError, KeyError):
-                pass
-        if isinstance(value, float):
-            value = f"{value:.4g}"
-        lines.append(f"{name.replace('_', ' ')}: {value}")
-    return lines
-
-
-def summary_line(attribution: Attribution, checks: bool = True) -> str:
-    """Status line after a run: name, probability and raw score, time, and (with ``checks``) the checks."""
-    t = attribution.timings.get("total_s")
-    parts = [attribution.name]
-    if attribution.score_text():
-        parts.append(attribution.score_text())
-    if t is not None:
-        parts.append(f"{t:.1f} s")
-    if checks:
-        parts += format_checks(attribution.checks)
-    return "; ".join(parts)
 
 
 # ----------------------------------------------------------------------------- results in the viewer
@@ -542,7 +230,7 @@ def comparison_steps(viewer: Any, source: Any, attributions: Iterable[Attributio
                 colormap=source.colormap.name,
                 contrast_limits=tuple(source.contrast_limits),
                 metadata={COMPARE_KEY: run_id},
-                **_transforms(source),
+                **source_transforms(source),
             )
         )
 
@@ -587,12 +275,6 @@ def viewer_grid(viewer: Any) -> Any:
     """The viewer's grid model (``viewer.canvas.grid`` since napari 0.9, ``viewer.grid`` before)."""
     canvas = getattr(viewer, "canvas", None)
     return getattr(canvas, "grid", None) or viewer.grid
-
-
-def _transforms(layer: Any) -> dict[str, Any]:
-    from ._layers import source_transforms
-
-    return source_transforms(layer)
 
 
 # ----------------------------------------------------------------------------- export
@@ -646,7 +328,7 @@ def export_figure(viewer: Any, result: Any, path: str | os.PathLike, layout: str
     user_limits = not np.allclose(limits, display_settings(attribution.values, attribution.sign).contrast_limits, rtol=1e-4)
     if layout == "current view":
         shot = viewer.screenshot(canvas_only=True, flash=False)
-        return compose_view_figure(shot, attribution, path, colormap=result.colormap, contrast_limits=limits, dpi=dpi, user_limits=user_limits)
+        return render_view(shot, attribution, path, cmap=matplotlib_colormap(result.colormap), limits=limits, dpi=dpi, user_limits=user_limits)
     source = find_source_layer(viewer, result)
     scan = scan_from_layer(source)
     center = None
@@ -685,45 +367,10 @@ def export_report(viewer: Any, result: Any, path: str | os.PathLike) -> Any:
     return write_report(scan_from_layer(source), maps, path, image_path=image_path)
 
 
-def compose_view_figure(
-    shot: np.ndarray,
-    attribution: Attribution,
-    path: str | os.PathLike,
-    *,
-    colormap: Any = None,
-    contrast_limits: tuple[float, float] | None = None,
-    dpi: int = PRINT_DPI,
-    user_limits: bool = False,
-) -> Path:
-    """The canvas screenshot with a colour bar for the map and the caption, as in :func:`render_overlay`."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+def matplotlib_colormap(colormap: Any) -> Any:
+    """A napari colour map as matplotlib's (its colours, opacity dropped), or None for one without colours."""
+    if colormap is None or not hasattr(colormap, "colors"):
+        return None
     from matplotlib.colors import ListedColormap
-    from matplotlib.figure import Figure
 
-    settings = display_settings(attribution.values, attribution.sign)
-    limits = tuple(contrast_limits or settings.contrast_limits)
-    if colormap is not None and hasattr(colormap, "colors"):
-        cmap = ListedColormap(np.asarray(colormap.map(np.linspace(0, 1, 256)))[:, :3])
-    else:
-        from matplotlib import colormaps
-
-        cmap = colormaps[settings.colormap]
-    lines = [piece for line in caption_lines(attribution, limits, user_limits=user_limits) for piece in textwrap.wrap(line, 120)]
-    h, w = shot.shape[:2]
-    fig_w = 7.0
-    shot_h = fig_w * 0.86 * h / w
-    caption_h = 0.13 * len(lines) + 0.15
-    fig_h = 0.45 + shot_h + caption_h
-    fig = Figure(figsize=(fig_w, fig_h), dpi=dpi, facecolor="black")
-    FigureCanvasAgg(fig)
-    ax = fig.add_axes((0.01, caption_h / fig_h, 0.86, shot_h / fig_h))
-    ax.imshow(shot)
-    ax.set_axis_off()
-    cax = fig.add_axes((0.89, (caption_h + 0.1 * shot_h) / fig_h, 0.025, 0.8 * shot_h / fig_h))
-    add_colorbar(fig, cax, attribution, attribution.values, limits, cmap)
-    fig.suptitle(f"{attribution.method_title}: {attribution.target.get('description', '')}", color="white", fontsize=10, y=1 - 0.08 / fig_h, va="top")
-    fig.text(0.02, 0.08 / fig_h, "\n".join(lines), color="white", fontsize=6.5, va="bottom", linespacing=1.3)
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(p, facecolor="black")
-    return p
+    return ListedColormap(np.asarray(colormap.map(np.linspace(0, 1, 256)))[:, :3])

@@ -20,6 +20,8 @@ from napari_xai.engine.image import ScanImage
 from napari_xai.engine.metrics import derive_anatomy, evaluate_maps_iter
 from napari_xai.engine.progress import Progress
 from napari_xai.engine.registry import get_method
+from napari_xai.session.models import get_model, sample_models
+from napari_xai.session.slices import evaluation_inputs
 
 from . import _logic
 from ._layers import PROVENANCE_KEY, attribution_from_layer, is_result_layer, scan_from_layer, source_transforms
@@ -104,17 +106,8 @@ def make_job(viewer: Any, layers: list[Any], model: Any, mask_layer: Any = None,
     source = _logic.find_source_layer(viewer, layers[0])
     scan = scan_from_layer(source)
     maps = {layer.name: attribution_from_layer(layer) for layer in layers}
-    slices = {a.target.get("slice") for a in maps.values()}
-    if len(slices) > 1:
-        raise XAIError("These maps were made on different slices.", "Evaluate one map at a time, or maps of the same slice.")
-    k = slices.pop()
-    mask = _labels_on(mask_layer, scan)
-    anatomy = _labels_on(anatomy_layer, scan)
-    if k is not None:  # a 2D model's map of one slice, embedded in the volume: evaluate on that slice
-        scan = _logic.slice_scan(scan, k)
-        maps = {name: _slice_map(a, scan, k) for name, a in maps.items()}
-        mask = mask[k] if mask is not None else None
-        anatomy = anatomy[k] if anatomy is not None else None
+    # a 2D model's map of one slice, embedded in the volume, is evaluated on that slice
+    scan, maps, mask, anatomy = evaluation_inputs(scan, maps, _labels_on(mask_layer, scan), _labels_on(anatomy_layer, scan))
     return TrustJob(model, scan, maps, {layer.name: layer for layer in layers}, mask, anatomy, dict(settings or {}))
 
 
@@ -130,18 +123,11 @@ def _labels_on(layer: Any, scan: ScanImage) -> np.ndarray | None:
     return arr
 
 
-def _slice_map(a: Attribution, scan: ScanImage, k: int) -> Attribution:
-    import dataclasses
-
-    target = {key: v for key, v in a.target.items() if key != "slice"}
-    return dataclasses.replace(a, values=np.asarray(a.values[k], dtype=np.float32), geometry=scan.geometry, target=target)
-
-
 def run_job(job: TrustJob) -> Generator[Progress, None, tuple[dict[str, dict[str, Any]], list[str]]]:
     """The engine's evaluation of every map of the job (shared setup), as a generator for a worker."""
     settings = dict(job.settings)
     metrics = settings.pop("metrics", None)
-    gen = evaluate_maps_iter(_logic.get_model(job.model), job.scan, job.maps, mask=job.mask, anatomy=job.anatomy, metrics=metrics, **settings)
+    gen = evaluate_maps_iter(get_model(job.model), job.scan, job.maps, mask=job.mask, anatomy=job.anatomy, metrics=metrics, **settings)
     return (yield from gen)
 
 
@@ -171,4 +157,4 @@ def show_anatomy(viewer: Any, source: Any, anatomy: np.ndarray | None = None) ->
 
 def sample_model_choices() -> dict[str, os.PathLike]:
     """The sample models the dock offers (as the main dock does)."""
-    return _logic.sample_models()
+    return sample_models()

@@ -30,7 +30,7 @@ from .display import display_settings
 from .errors import ImageError
 from .geometry import Geometry
 from .image import ScanImage
-from .overlay import TRANSPARENT_BELOW, _colormap
+from .overlay import _colormap, overlay_opacity
 
 #: Private block that carries the provenance JSON in exported instances.
 PRIVATE_GROUP = 0x0071
@@ -39,8 +39,6 @@ PRIVATE_PROVENANCE_ELEMENT = 0x10
 #: Tolerances for "this slice is on the map's grid": index units and direction cosines.
 INDEX_TOLERANCE = 1e-3
 DIRECTION_TOLERANCE = 1e-4
-#: Overlay opacity in the Secondary Capture (as in the overlay figures).
-OVERLAY_OPACITY = 0.65
 
 
 @dataclass
@@ -233,7 +231,7 @@ def overlay_rgb(base: np.ndarray, values: np.ndarray, sign: str, window: tuple[f
     lo, hi = (-limit, limit) if sign == "signed" else (0.0, limit)
     grey = np.clip((base - window[0]) / max(window[1] - window[0], 1e-12), 0, 1)[..., None].repeat(3, axis=-1)
     colour = _colormap(display_settings(values, sign).colormap)(np.clip((values - lo) / (hi - lo), 0, 1))[..., :3]
-    alpha = np.where(np.abs(values) >= TRANSPARENT_BELOW * hi, OVERLAY_OPACITY, 0.0)[..., None]
+    alpha = overlay_opacity(values, hi)[..., None]
     return np.round(255 * ((1 - alpha) * grey + alpha * colour)).astype(np.uint8)
 
 

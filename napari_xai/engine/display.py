@@ -16,6 +16,12 @@ DIVERGING_COLORMAP = "bwr"
 #: whose evidence sits in a few hundred voxels (a lesion) is not saturated, as a plain
 #: percentile of the voxels would (the 99.5th percentile of a map that is 99 % background).
 CONTRAST_MASS_PERCENT = 98.0
+#: Where a map's colour turns from clear to opaque, as fractions of its colour limit: below
+#: CLEAR_BELOW the scan shows through, from OPAQUE_FROM on the colour is opaque, linear between.
+#: One rule for napari's diverging colour map, Slicer's colour table and the figures, so a
+#: faint voxel is hidden (or shown) alike in every host.
+CLEAR_BELOW = 0.15
+OPAQUE_FROM = 0.35
 
 
 @dataclass(frozen=True)
@@ -111,3 +117,16 @@ def clipped_ends(values: np.ndarray, limits: tuple[float, float]) -> str:
         return "neither"
     low, high = bool(finite.min() < limits[0]), bool(finite.max() > limits[1])
     return {(False, False): "neither", (True, False): "min", (False, True): "max", (True, True): "both"}[(low, high)]
+
+
+def overlay_alpha(fraction: np.ndarray | float) -> np.ndarray:
+    """Opacity of a map's colour at ``|value| / limit``: 0 below :data:`CLEAR_BELOW`, 1 from :data:`OPAQUE_FROM`, linear between.
+
+    Parameters
+    ----------
+    fraction : array_like
+        Values over the colour limit (signed or not; a colour map's position
+        ``2 t - 1`` for a diverging map).
+    """
+    f = np.abs(np.asarray(fraction, dtype=float))
+    return np.clip((f - CLEAR_BELOW) / (OPAQUE_FROM - CLEAR_BELOW), 0.0, 1.0)

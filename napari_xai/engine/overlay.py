@@ -26,11 +26,11 @@ from matplotlib.ticker import FuncFormatter
 from scipy import ndimage
 
 from .attribution import Attribution
-from .display import clipped_ends, display_settings, limit_rule
+from .display import CLEAR_BELOW, OPAQUE_FROM, clipped_ends, display_settings, limit_rule, overlay_alpha
 from .image import ScanImage
 
-#: Voxels below this fraction of the contrast limit are left transparent.
-TRANSPARENT_BELOW = 0.15
+#: Opacity of the map's colour where it is opaque (the scan still shows through a little).
+OVERLAY_OPACITY = 0.65
 #: Default resolution: print quality.
 PRINT_DPI = 300
 #: Side of one (square) panel, inches.
@@ -196,6 +196,57 @@ def overlay_figure(
     return fig
 
 
+def render_view(
+    shot: np.ndarray,
+    attribution: Attribution,
+    path: str | os.PathLike,
+    *,
+    cmap: Any = None,
+    limits: tuple[float, float] | None = None,
+    dpi: int = PRINT_DPI,
+    user_limits: bool = False,
+) -> Path:
+    """A host's screenshot of its view with the map's colour bar, title and caption, as :func:`render_overlay` draws them.
+
+    Parameters
+    ----------
+    shot : numpy.ndarray
+        ``(h, w, 3 or 4)`` RGB(A) screenshot of the canvas.
+    attribution : Attribution
+        The map shown in it.
+    path : str or PathLike
+        ``.png`` or ``.pdf``.
+    cmap : matplotlib colormap, optional
+        The colours the host showed (default: the map's from its sign).
+    limits : tuple of float, optional
+        The colour limits the host showed (default: the map's own).
+    user_limits : bool
+        The limits were set by the user (the caption says so).
+    """
+    settings = display_settings(attribution.values, attribution.sign)
+    limits = tuple(limits or settings.contrast_limits)
+    cmap = cmap if cmap is not None else _colormap(settings.colormap)
+    lines = [piece for line in caption_lines(attribution, limits, user_limits=user_limits) for piece in textwrap.wrap(line, 120)]
+    h, w = shot.shape[:2]
+    fig_w = 7.0
+    shot_h = fig_w * 0.86 * h / w
+    caption_h = 0.13 * len(lines) + 0.15
+    fig_h = 0.45 + shot_h + caption_h
+    fig = Figure(figsize=(fig_w, fig_h), dpi=dpi, facecolor="black")
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.01, caption_h / fig_h, 0.86, shot_h / fig_h))
+    ax.imshow(shot)
+    ax.set_axis_off()
+    cax = fig.add_axes((0.89, (caption_h + 0.1 * shot_h) / fig_h, 0.025, 0.8 * shot_h / fig_h))
+    add_colorbar(fig, cax, attribution, attribution.values, limits, cmap)
+    fig.suptitle(f"{attribution.method_title}: {attribution.target.get('description', '')}", color="white", fontsize=10, y=1 - 0.08 / fig_h, va="top")
+    fig.text(0.02, 0.08 / fig_h, "\n".join(lines), color="white", fontsize=CAPTION_PT, va="bottom", linespacing=1.3)
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(p, facecolor="black")
+    return p
+
+
 def _panels(scan: ScanImage, base: np.ndarray, values: np.ndarray, mask: np.ndarray | None, sign: str, layout: str, slices: int, center: tuple[int, ...] | None) -> list[_Panel]:
     if base.ndim == 2:
         sx, sy = scan.geometry.spacing[0], scan.geometry.spacing[1]
@@ -225,8 +276,7 @@ def _draw_panel(ax: Any, panel: _Panel, cmap: Any, norm: Normalize, limits: tupl
     ax.set_facecolor("black")
     ax.imshow(panel.base, cmap="gray", vmin=grey[0], vmax=grey[1], extent=extent, interpolation="nearest")
     rgba = cmap(norm(panel.values))
-    threshold = TRANSPARENT_BELOW * max(abs(limits[0]), abs(limits[1]))
-    rgba[..., 3] = np.where(np.abs(panel.values) >= threshold, 0.65, 0.0)
+    rgba[..., 3] = overlay_opacity(panel.values, max(abs(limits[0]), abs(limits[1])))
     ax.imshow(rgba, extent=extent, interpolation="nearest")
     if panel.mask is not None and panel.mask.any():
         rows, cols = panel.mask.shape
@@ -250,6 +300,15 @@ def _draw_panel(ax: Any, panel: _Panel, cmap: Any, norm: Normalize, limits: tupl
     y0 = h / 2 + side / 2 - 0.06 * side
     ax.plot([x0, x0 + bar_mm], [y0, y0], color="white", linewidth=1.5, solid_capstyle="butt")
     ax.text(x0 + bar_mm / 2, y0 - 0.015 * side, f"{bar_mm:g} mm", color="white", fontsize=6, ha="center", va="bottom")
+
+
+def overlay_opacity(values: np.ndarray, limit: float) -> np.ndarray:
+    """Per-voxel opacity of a map drawn over its scan in a figure: :func:`~napari_xai.engine.display.overlay_alpha` times :data:`OVERLAY_OPACITY`."""
+    return OVERLAY_OPACITY * overlay_alpha(np.asarray(values, dtype=float) / (float(limit) or 1.0))
+
+
+#: How figures say which voxels are clear (captions).
+TRANSPARENCY_TEXT = f"voxels under {CLEAR_BELOW:.0%} of the limit are transparent, opaque from {OPAQUE_FROM:.0%}"
 
 
 def _scale_bar_mm(side_mm: float) -> float:

@@ -39,7 +39,7 @@ from .attribution import Attribution
 from .display import display_settings
 from .errors import ImageError
 from .image import ScanImage
-from .overlay import TRANSPARENT_BELOW, _colormap, _lps_center, _to_lps
+from .overlay import TRANSPARENCY_TEXT, _colormap, _lps_center, _to_lps, overlay_opacity
 from .trust import check_metrics, format_metric, metric_label, metric_reading, ordered_names
 
 #: A4 portrait, inches.
@@ -364,7 +364,7 @@ def _draw(ax: Any, view: _View, window: tuple[float, float], cmap: Any, norm: No
     ax.imshow(view.base, cmap="gray", vmin=window[0], vmax=window[1], aspect=aspect, interpolation="nearest")
     if overlay_limit is not None:
         rgba = cmap(norm(view.values))
-        rgba[..., 3] = np.where(np.abs(view.values) >= TRANSPARENT_BELOW * overlay_limit, 0.65, 0.0)
+        rgba[..., 3] = overlay_opacity(view.values, overlay_limit)
         ax.imshow(rgba, aspect=aspect, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
@@ -400,12 +400,12 @@ def _sign_convention(a: Attribution, hi: float, colormap: str) -> str:
         return (
             f"Sign convention: non-negative map ({colormap} colour map). Brighter = larger contribution to the model's "
             f"output for '{target}' (how much, not in which direction); 0 = none. Colour limits 0 to {hi:.3g} "
-            f"(99.5th percentile of the map); voxels under {TRANSPARENT_BELOW:.0%} of the limit are transparent."
+            f"(99.5th percentile of the map); {TRANSPARENCY_TEXT}."
         )
     return (
         f"Sign convention: signed map ({colormap} colour map). Red = evidence for '{target}' (raises the model's output), "
         f"blue = evidence against (lowers it), white = 0. Colour limits +/-{hi:.3g} (99.5th percentile of |map|); "
-        f"voxels under {TRANSPARENT_BELOW:.0%} of the limit are transparent."
+        f"{TRANSPARENCY_TEXT}."
     )
 
 

@@ -18,6 +18,7 @@ the method menu comes from the engine's static catalogue
 after a prompt, when Apply is pressed (:meth:`SaliencyMapsLogic.ensureDependencies`).
 """
 
+import dataclasses
 import enum
 import logging
 import os
@@ -52,7 +53,7 @@ except ImportError:  # pragma: no cover - depends on the Slicer build
         return text
 
 
-from SaliencyMapsLib import dependencies, nodes, params
+from SaliencyMapsLib import controls, dependencies, nodes, params
 
 #
 # SaliencyMaps
@@ -137,6 +138,7 @@ class SaliencyMapsParameterNode:
     methodParameters - JSON {method: {parameter: value}}; controls are built from the method's spec.
     memoryBudgetMB - Working memory for one batch of the method.
     thresholdFraction - Non-negative maps: voxels below this fraction of the display maximum are transparent.
+    sliceIndex - For a model taking 2D images: the slice (K index) of the input explained; -1: the one the Red view shows.
     outputVolume - The map volume (created on Apply when empty; never the input volume).
     """
 
@@ -153,6 +155,7 @@ class SaliencyMapsParameterNode:
     methodParameters: str = "{}"
     memoryBudgetMB: Annotated[int, WithinRange(64, 262144)] = 2048
     thresholdFraction: Annotated[float, WithinRange(0.0, 1.0)] = 0.1
+    sliceIndex: Annotated[int, WithinRange(-1, 100000)] = -1
     outputVolume: vtkMRMLScalarVolumeNode
 
 
@@ -193,6 +196,7 @@ class SaliencyMapsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._hostProblem = ""
         self._running = False
         self._sceneClosing = False
+        self._run = None  # the PolledRun in flight (SaliencyMapsLib.runs): the engine off the main thread
 
     def setup(self) -> None:
         """Called when the user opens the module the first time and the widget is initialized."""
@@ -249,44 +253,41 @@ class SaliencyMapsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.trustEvaluateButton.connect("clicked(bool)", self.onEvaluateButton)
 
     def onEvaluateButton(self) -> None:
-        """Evaluate the output map with a progress dialog (events processed between steps; Cancel stops it)."""
+        """Evaluate the output map off the main thread, with a progress dialog whose Cancel stops it."""
         pn = self._parameterNode
-        if not self.logic.ensureDependencies() or pn is None or pn.outputVolume is None:
-            slicer.util.infoDisplay(_("Compute a map with Apply first, then evaluate it."))
+        if self._running or not self.logic.ensureDependencies() or pn is None or pn.outputVolume is None:
+            if not self._running:
+                slicer.util.infoDisplay(_("Compute a map with Apply first, then evaluate it."))
             return
-        dialog = slicer.util.createProgressDialog(
-            parent=slicer.util.mainWindow(), value=0, maximum=100, labelText=_("Preparing..."), windowTitle=_("Trust metrics")
-        )
-        dialog.setCancelButtonText(_("Cancel"))
-
-        def onProgress(event):
-            dialog.setValue(int(round(100 * event.fraction)))
-            dialog.labelText = event.message or _("Working...")
-            slicer.app.processEvents()
-
         try:
-            with slicer.util.tryWithErrorDisplay(_("Failed to evaluate the map."), waitCursor=False):
-                from napari_xai.engine import Cancelled
-                from SaliencyMapsLib import trust
+            with slicer.util.tryWithErrorDisplay(_("Failed to evaluate the map."), waitCursor=True):
+                pending = self.logic.prepareEvaluation(
+                    pn.inputVolume, modelPathText(pn.modelPath), [pn.outputVolume],
+                    maskSegmentation=pn.regionSegmentation, maskSegmentId=pn.regionSegmentId,
+                    settings={"sanity_steps": 1}, memoryBudgetMB=pn.memoryBudgetMB,
+                )
+        except Exception:  # shown by tryWithErrorDisplay; nothing started
+            return
 
-                try:
-                    table, results, ranking = self.logic.evaluateMaps(
-                        pn.inputVolume, pn.modelPath, [pn.outputVolume],
-                        maskSegmentation=pn.regionSegmentation, maskSegmentId=pn.regionSegmentId,
-                        settings={"sanity_steps": 1}, tableNode=self.trustTableNode, memoryBudgetMB=pn.memoryBudgetMB,
-                        onProgress=onProgress, shouldCancel=lambda: dialog.wasCanceled,
-                    )
-                except Cancelled:
-                    slicer.util.showStatusMessage(_("Evaluation cancelled; the scene is unchanged."), 5000)
-                    return
-                self.trustTableNode = table
-                self.trustTableLabel.text = trust.table_html(results, ranking)
-                self.trustTableLabel.toolTip = trust.definitions_text()
-        finally:
-            dialog.close()
+        def done(value):
+            from SaliencyMapsLib import trust
+
+            results, ranking = value
+            try:
+                self.trustTableNode = self.logic.finishEvaluation(pending, results, ranking, self.trustTableNode)
+            except Exception as err:
+                self._showError(_("Failed to evaluate the map."), err)
+                return
+            self.trustTableLabel.text = trust.table_html(results, ranking)
+            self.trustTableLabel.toolTip = trust.definitions_text()
+
+        self._startInBackground(pending.work, _("Trust metrics"), done, _("Failed to evaluate the map."),
+                                _("Evaluation cancelled; the scene is unchanged."))
 
     def cleanup(self) -> None:
-        """Called when the application closes and the module widget is destroyed."""
+        """Called when the application closes and the module widget is destroyed: a run in flight is cancelled."""
+        if self._run is not None:
+            self._run.cancel()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -306,6 +307,8 @@ class SaliencyMapsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSceneStartClose(self, caller, event) -> None:
         """Called just before the scene is closed: a run in progress is cancelled (its inputs are going)."""
         self._sceneClosing = True
+        if self._run is not None:
+            self._run.cancel()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -436,51 +439,8 @@ class SaliencyMapsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         stored = params.load_values(pn.methodParameters, spec.name)
         for control in params.control_specs(spec):
             value = stored.get(control.name, control.default)
-            widget = self._makeControl(qt, control, value)
-            widget.toolTip = control.tooltip
-            widget.objectName = f"methodParameter_{control.name}"
-            layout.addRow(control.label, widget)
-
-    def _makeControl(self, qt, control, value):
-        store = lambda v, name=control.name: self._storeMethodParameter(name, v)  # noqa: E731
-        if control.kind == "bool":
-            widget = qt.QCheckBox()
-            widget.checked = bool(value)
-            widget.connect("toggled(bool)", store)
-        elif control.kind == "int":
-            widget = qt.QSpinBox()
-            widget.setRange(int(control.minimum), int(control.maximum))
-            widget.value = int(value)
-            widget.connect("valueChanged(int)", store)
-        elif control.kind == "float":
-            widget = qt.QDoubleSpinBox()
-            widget.decimals = control.decimals
-            widget.singleStep = control.step
-            widget.setRange(control.minimum, control.maximum)
-            widget.value = float(value)
-            widget.connect("valueChanged(double)", store)
-        elif control.kind == "choice":
-            widget = qt.QComboBox()
-            for choice in control.choices:
-                widget.addItem(choice)
-            widget.currentText = str(value)
-            widget.connect("currentTextChanged(QString)", lambda text, vt=control.value_type: store(params.convert_choice(text, vt)))
-        elif control.kind == "per_axis":
-            widget = qt.QLineEdit(params.format_value(value))
-            kind = int if control.value_type == "int" else float
-
-            def onEdited(widget=widget, kind=kind, name=control.name):
-                try:
-                    self._storeMethodParameter(name, params.parse_per_axis(widget.text, kind))
-                    widget.styleSheet = ""
-                except ValueError:
-                    widget.styleSheet = "color: red"
-
-            widget.connect("editingFinished()", onEdited)
-        else:
-            widget = qt.QLineEdit(str(value))
-            widget.connect("textChanged(QString)", store)
-        return widget
+            widget = controls.make_control(qt, control, value, lambda v, name=control.name: self._storeMethodParameter(name, v))
+            layout.addRow(controls.form_label(control), widget)
 
     def _storeMethodParameter(self, name, value) -> None:
         pn = self._parameterNode
@@ -546,16 +506,21 @@ class SaliencyMapsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # Actions
 
     def onApplyButton(self) -> None:
-        """Check and install the dependencies, then run the engine under an application-modal progress dialog.
+        """Check and install the dependencies, then compute the map off the main thread.
 
         Apply is disabled from the first moment (an install runs for minutes and
-        processes events), and every failure, of the install or of the run, is
-        shown in a dialog (``slicer.util.tryWithErrorDisplay``).
+        processes events) until the run has ended; install failures are shown
+        in a dialog (``slicer.util.tryWithErrorDisplay``). The scene is read
+        here, on the main thread; the estimate (with the model's prediction)
+        and then the map are computed in a worker thread
+        (``napari_xai.session``), under an application-modal progress dialog
+        with Cancel, polled by a ``qt.QTimer``; the map is written back here.
         """
         if self._running:
             return
         self._running = True
         self._checkCanApply()
+        started = False
         try:
             with slicer.util.tryWithErrorDisplay(_("Failed to install what SaliencyMaps needs."), waitCursor=False):
                 if not self.logic.ensureDependencies():
@@ -566,34 +531,86 @@ class SaliencyMapsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 slicer.util.infoDisplay(_("The engine is installed. Choose the method and its parameters, then press Apply again."))
                 return
             try:
-                with slicer.util.tryWithErrorDisplay(_("Failed to estimate the run."), waitCursor=True):
-                    cost = self.logic.estimateParameterNode(self._parameterNode)
+                with slicer.util.tryWithErrorDisplay(_("Failed to compute the saliency map."), waitCursor=True):
+                    pending = self.logic.prepareParameterNode(self._parameterNode)
             except Exception:  # shown to the user by tryWithErrorDisplay; nothing was started
                 return
+            started = self._startEstimate(pending)
+        finally:
+            if not started:
+                self._running = False
+                if self._parameterNode:
+                    self._checkCanApply()
+
+    def _startEstimate(self, pending) -> bool:
+        """The model's prediction and the cost estimate, in the worker; then ask (a long run) and start the map."""
+        from napari_xai.engine import Progress
+        from napari_xai.session.jobs import model_prediction
+
+        job = pending.job
+
+        def work():
+            yield Progress(0, 0, _("Estimating..."))
+            prediction = model_prediction(job.model, job.scan, job.slice_index)
+            return prediction, job.estimate()
+
+        def estimated(value):
+            from napari_xai.session.run_state import RunState
+
+            prediction, cost = value
+            self.ui.predictionLabel.text = prediction.describe() + (f" (slice K={job.slice_index})" if job.slice_index is not None else "")
+            state = RunState()
+            state.estimated([cost])
             slicer.util.showStatusMessage(cost.describe(), 10000)
-            if cost.needs_confirmation and not slicer.util.confirmOkCancelDisplay(
+            if state.needs_confirmation and not slicer.util.confirmOkCancelDisplay(
                 _("This run is estimated to take long:") + "\n" + cost.describe() + "\n\n" + _("Start it?"), windowTitle=_("Saliency map")
             ):
+                self._endRun()
                 return
-            with slicer.util.tryWithErrorDisplay(_("Failed to compute the saliency map."), waitCursor=False):
-                self._runWithProgress()
-        finally:
-            self._running = False
-            if self._parameterNode:
-                self._checkCanApply()
+            self._startMap(pending)
 
-    def _runWithProgress(self) -> None:
+        return self._startInBackground(work, _("Saliency map"), estimated, _("Failed to estimate the run."),
+                                       _("Saliency map cancelled; the scene is unchanged."), endRun=False)
+
+    def _startMap(self, pending) -> None:
+        from napari_xai.session import checks
+        from napari_xai.session.jobs import run_jobs
+
+        def done(results):
+            (attribution,) = results
+            try:
+                self.logic.finishMap(pending, attribution)
+            except Exception as err:  # the inputs changed, or writing failed: nothing (more) is written
+                self._showError(_("Failed to compute the saliency map."), err)
+                return
+            self.ui.checksLabel.text = "\n".join(checks.format_checks(attribution.checks)) or _("(none recorded)")
+            slicer.util.showStatusMessage(checks.summary_line(attribution, checks=False), 10000)
+            self._thresholdShown = None
+            if self._parameterNode:
+                self._updateThreshold()
+
+        self._startInBackground(lambda: run_jobs([pending.job]), _("Saliency map"), done, _("Failed to compute the saliency map."),
+                                _("Saliency map cancelled; the scene is unchanged."))
+
+    def _startInBackground(self, make, title, onDone, failure, cancelled, endRun=True) -> bool:
+        """Run ``make()`` (an engine generator) in a worker thread under an application-modal progress dialog.
+
+        A ``qt.QTimer`` on the main thread polls it (``SaliencyMapsLib.runs``):
+        progress and time left go to the dialog, Cancel (or the scene closing)
+        stops the work at its next step, and ``onDone(result)``, the error
+        dialog or the cancel message follow on the main thread. Modal: the
+        scene, the inputs and the parameters cannot be edited meanwhile (a
+        script or a scene close still can; the map is then not written).
+        """
         import qt
 
         from napari_xai.engine.estimate import RemainingTime
+        from SaliencyMapsLib.runs import PolledRun
 
-        # Application-modal: the scene, the inputs and the parameters cannot be
-        # edited while processEvents() runs between the engine's steps.
-        # createProgressDialog sets its keyword arguments after value=0, which
-        # only starts QProgressDialog's show timer, so the modality holds when
-        # the dialog appears (Base/Python/slicer/util.py).
+        self._running = True
+        self._checkCanApply()
         dialog = slicer.util.createProgressDialog(
-            parent=slicer.util.mainWindow(), value=0, maximum=100, labelText=_("Preparing..."), windowTitle=_("Saliency map"),
+            parent=slicer.util.mainWindow(), value=0, maximum=100, labelText=_("Preparing..."), windowTitle=title,
             windowModality=qt.Qt.ApplicationModal,
         )
         dialog.setCancelButtonText(_("Cancel"))
@@ -603,22 +620,37 @@ class SaliencyMapsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             dialog.setValue(int(round(100 * event.fraction)))
             left = clock.text(event.fraction)
             dialog.labelText = (event.message or _("Working...")) + (f" ({left})" if left else "")
-            slicer.app.processEvents()
 
-        try:
-            from napari_xai.engine import Cancelled
+        def finished(after):
+            def handler(*args):
+                dialog.close()
+                self._run = None
+                try:
+                    after(*args)
+                finally:
+                    if endRun or self._run is None:
+                        self._endRun()
+            return handler
 
-            try:
-                self.logic.processParameterNode(
-                    self._parameterNode, onProgress=onProgress, shouldCancel=lambda: dialog.wasCanceled or self._sceneClosing
-                )
-            except Cancelled:
-                slicer.util.showStatusMessage(_("Saliency map cancelled; the scene is unchanged."), 5000)
-            self._thresholdShown = None
-            if self._parameterNode:
-                self._updateThreshold()
-        finally:
-            dialog.close()
+        self._run = PolledRun(
+            qt, make, onProgress,
+            onDone=finished(onDone),
+            onError=finished(lambda err: self._showError(failure, err)),
+            onCancelled=finished(lambda: slicer.util.showStatusMessage(cancelled, 5000)),
+            shouldCancel=lambda: dialog.wasCanceled or self._sceneClosing,
+        ).start()
+        return True
+
+    def _endRun(self) -> None:
+        self._running = False
+        if self._parameterNode:
+            self._checkCanApply()
+
+    @staticmethod
+    def _showError(message, err) -> None:
+        """An error of a run, in a dialog as ``tryWithErrorDisplay`` shows it (the run ended on a timer: nothing to re-raise to)."""
+        logging.error(f"{message} {err}")
+        slicer.util.errorDisplay(f"{message}\n\n{err}")
 
     def onSaveMapButton(self) -> None:
         import qt
@@ -670,7 +702,6 @@ class SaliencyMapsLogic(ScriptedLoadableModuleLogic):
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
-        self._modelCache = {}
         self._parameterNodeWrapper = None
         self._parameterNodeWarnings = []
 
@@ -780,21 +811,17 @@ class SaliencyMapsLogic(ScriptedLoadableModuleLogic):
 
         return get_method(method.value if isinstance(method, enum.Enum) else str(method))
 
-    def loadModel(self, modelPath):
-        """Load a model file safely (no arbitrary unpickling), cached by path and modification time."""
-        from napari_xai.engine import ModelError, load_model
+    @staticmethod
+    def loadModel(modelPath):
+        """Load a model file safely (no arbitrary unpickling), through the engine's shared, lock-guarded model cache.
 
-        path = pathlib.Path(modelPath) if modelPath else None
-        if path is None or str(path) in ("", ".") or not path.is_file():
-            raise ModelError(
-                f"No model file at {str(path) if path else '(empty)'}.",
-                "Choose a TorchScript file, a torch.export archive (.pt2), or a weights file with its JSON spec.",
-            )
-        key = (str(path.resolve()), path.stat().st_mtime_ns)
-        if key not in self._modelCache:
-            self._modelCache.clear()
-            self._modelCache[key] = load_model(path)
-        return self._modelCache[key]
+        The cache (``napari_xai.session.models.MODELS``) is keyed by the file's
+        path and modification time, so an edited file loads again; the worker
+        thread of a run and the main thread share it.
+        """
+        from napari_xai.session.models import MODELS
+
+        return MODELS.get(modelPath or "")
 
     @staticmethod
     def regionMask(segmentationNode, segmentId, inputVolume):
@@ -803,8 +830,49 @@ class SaliencyMapsLogic(ScriptedLoadableModuleLogic):
             return None
         return nodes.segment_to_mask(segmentationNode, segmentId, inputVolume)
 
+    @staticmethod
+    def sliceShown(inputVolume):
+        """The K index of ``inputVolume``'s slice through the centre of the Red slice view (the first slice view, else the middle slice).
+
+        A slice view's centre is the translation of its ``SliceToRAS``; the
+        index is SimpleITK's rounded continuous index of that point
+        (``napari_xai.session.slices.slice_of_point``), clipped to the volume.
+        """
+        from napari_xai.session.slices import slice_of_point
+
+        depth = slicer.util.arrayFromVolume(inputVolume).shape[0]
+        scene = inputVolume.GetScene()
+        sliceNode = scene.GetNodeByID("vtkMRMLSliceNodeRed") if scene is not None else None
+        if sliceNode is None and scene is not None:
+            sliceNode = scene.GetFirstNodeByClass("vtkMRMLSliceNode")
+        if sliceNode is None:
+            return depth // 2
+        ras = [sliceNode.GetSliceToRAS().GetElement(r, 3) for r in range(3)]
+        return slice_of_point(nodes.geometry_from_volume_node(inputVolume), (-ras[0], -ras[1], ras[2]), depth)
+
+    def makeJob(self, inputVolume, model, method, target=None, region=None, reduce="sum", methodParameters=None,
+                memoryBudgetMB=None, sliceIndex=None):
+        """What to compute, read from the scene now (main thread): a ``napari_xai.session.jobs.Job``.
+
+        A model taking 2D images explains one slice of a volume: ``sliceIndex``,
+        or (None or -1) the slice the Red view shows; its map lands on that
+        slice of the input's grid.
+
+        :param model: a model file path (loaded by the job, in the thread that runs it), a ``LoadedModel`` or an ``nn.Module``.
+        """
+        from napari_xai.session.jobs import Job
+        from napari_xai.session.models import takes_2d
+
+        methodName = method.value if isinstance(method, enum.Enum) else str(method)
+        scan = nodes.scan_from_volume_node(inputVolume)
+        k = None
+        if len(scan.spatial_shape) == 3 and takes_2d(model):
+            k = self.sliceShown(inputVolume) if sliceIndex is None or int(sliceIndex) < 0 else int(sliceIndex)
+        return Job(model, scan, methodName, target, region, reduce, dict(methodParameters or {}), slice_index=k,
+                   memory_budget_mb=memoryBudgetMB)
+
     def run(self, inputVolume, model, method, target=None, region=None, reduce="sum", methodParameters=None,
-            memoryBudgetMB=None, onProgress=None, shouldCancel=None):
+            memoryBudgetMB=None, onProgress=None, shouldCancel=None, sliceIndex=None):
         """Compute the attribution; the scene is not touched.
 
         :param model: a model file path, a ``LoadedModel`` or an ``nn.Module``.
@@ -814,36 +882,18 @@ class SaliencyMapsLogic(ScriptedLoadableModuleLogic):
         :raises napari_xai.engine.XAIError: bad input, with a message naming the fix.
         :raises napari_xai.engine.Cancelled: ``shouldCancel()`` returned True.
         """
-        from napari_xai.engine import explain
+        from napari_xai.engine.progress import run_to_end
 
-        model, scan, methodName, kwargs = self._engineArguments(inputVolume, model, method, region, reduce, methodParameters)
-        return explain(
-            model, scan, methodName, target,
-            on_progress=onProgress, should_cancel=shouldCancel, memory_budget_mb=memoryBudgetMB, **kwargs,
-        )
-
-    def _engineArguments(self, inputVolume, model, method, region, reduce, methodParameters):
-        """The model, scan, method name and keyword arguments the engine takes for these choices."""
-        if isinstance(model, (str, os.PathLike)):
-            model = self.loadModel(model)
-        methodName = method.value if isinstance(method, enum.Enum) else str(method)
-        scan = nodes.scan_from_volume_node(inputVolume)
-        kwargs = dict(methodParameters or {})
-        if region is not None:
-            kwargs.update(region=region, reduce=reduce)
-        return model, scan, methodName, kwargs
+        job = self.makeJob(inputVolume, model, method, target, region, reduce, methodParameters, memoryBudgetMB, sliceIndex)
+        return run_to_end(job.explain_iter(), onProgress, shouldCancel, "the saliency map")
 
     def estimate(self, inputVolume, model, method, target=None, region=None, reduce="sum", methodParameters=None,
-                 memoryBudgetMB=None):
+                 memoryBudgetMB=None, sliceIndex=None):
         """The engine's cost estimate of :meth:`run` with these choices (a timed probe; the scene is not touched).
 
         :returns: ``napari_xai.engine.Estimate`` (passes, seconds, peak memory; ``describe()`` for a message).
         """
-        from napari_xai.engine import estimate
-
-        model, scan, methodName, kwargs = self._engineArguments(inputVolume, model, method, region, reduce, methodParameters)
-        kwargs.pop("reduce", None)
-        return estimate(model, scan, methodName, target, memory_budget_mb=memoryBudgetMB, **kwargs)
+        return self.makeJob(inputVolume, model, method, target, region, reduce, methodParameters, memoryBudgetMB, sliceIndex).estimate()
 
     def estimateParameterNode(self, parameterNode):
         """:meth:`estimate` with the choices stored in a :class:`SaliencyMapsParameterNode`."""
@@ -860,6 +910,7 @@ class SaliencyMapsLogic(ScriptedLoadableModuleLogic):
             region=self.regionMask(pn.regionSegmentation, pn.regionSegmentId, pn.inputVolume),
             methodParameters=params.method_params(pn.methodParameters, self.methodSpec(pn.method)),
             memoryBudgetMB=pn.memoryBudgetMB,
+            sliceIndex=pn.sliceIndex,
         )
 
     def showMap(self, inputVolume, attribution, outputVolume=None, thresholdFraction=0.1, showResult=True):
@@ -921,10 +972,44 @@ class SaliencyMapsLogic(ScriptedLoadableModuleLogic):
                 _("Nothing was written. Press Apply again to compute the map of what is in the scene now."),
             )
 
+    def prepareMap(self, inputVolume, model, method, target=None, regionSegmentation=None, regionSegmentId="",
+                   reduce="sum", methodParameters=None, outputVolume=None, memoryBudgetMB=None, thresholdFraction=0.1,
+                   showResult=True, beforeWrite=None, sliceIndex=None):
+        """Read what a map run needs from the scene (main thread): a :class:`PendingMap` whose job a worker thread may run.
+
+        :param beforeWrite: called by :meth:`finishMap` after the engine, before the scene is written; raises to abort.
+        """
+        if inputVolume is None:
+            from napari_xai.engine import ImageError
+
+            raise ImageError("No input volume is selected.", "Select the scan to explain as the input volume.")
+        nodes.check_output_volume(inputVolume, outputVolume)
+        volumeBefore = nodes.volume_state(inputVolume)
+        region = self.regionMask(regionSegmentation, regionSegmentId, inputVolume)
+        job = self.makeJob(inputVolume, model, method, target, region, reduce, methodParameters, memoryBudgetMB, sliceIndex)
+        return PendingMap(job, inputVolume, volumeBefore, regionSegmentation, regionSegmentId, region, outputVolume,
+                          thresholdFraction, showResult, beforeWrite)
+
+    def finishMap(self, pending, attribution):
+        """Write a computed map into the scene (main thread), if its inputs are still as :meth:`prepareMap` read them.
+
+        :returns: the map volume node.
+        :raises napari_xai.engine.XAIError: an input changed or went meanwhile; nothing is written.
+        """
+        self._checkInputsUnchanged(pending.inputVolume, pending.volumeBefore, pending.regionSegmentation, pending.regionSegmentId,
+                                   pending.region, pending.outputVolume)
+        if pending.beforeWrite is not None:
+            pending.beforeWrite()
+        outputNode = self.showMap(pending.inputVolume, attribution, pending.outputVolume, pending.thresholdFraction, pending.showResult)
+        if pending.parameterNode is not None:
+            pending.parameterNode.outputVolume = outputNode
+        logging.info(f"Saliency map completed: {attribution.caption()}")
+        return outputNode
+
     def process(self, inputVolume, model, method, target=None, regionSegmentation=None, regionSegmentId="",
                 reduce="sum", methodParameters=None, outputVolume=None, memoryBudgetMB=None, thresholdFraction=0.1,
-                showResult=True, onProgress=None, shouldCancel=None, beforeWrite=None):
-        """Run the whole path: region mask, engine, output volume, display.
+                showResult=True, onProgress=None, shouldCancel=None, beforeWrite=None, sliceIndex=None):
+        """Run the whole path here: region mask, engine, output volume, display (the widget runs the engine off the main thread).
 
         Nothing is added to or changed in the scene unless the engine succeeds
         and the inputs are as they were when it started (errors, Cancel and
@@ -933,24 +1018,12 @@ class SaliencyMapsLogic(ScriptedLoadableModuleLogic):
         :param beforeWrite: called after the engine, before the scene is written; raises to abort.
         :returns: ``(outputVolumeNode, attribution)``.
         """
-        if inputVolume is None:
-            from napari_xai.engine import ImageError
+        from napari_xai.engine.progress import run_to_end
 
-            raise ImageError("No input volume is selected.", "Select the scan to explain as the input volume.")
-        nodes.check_output_volume(inputVolume, outputVolume)
-        import time
-
-        startTime = time.time()
-        logging.info("Saliency map started")
-        volumeBefore = nodes.volume_state(inputVolume)
-        region = self.regionMask(regionSegmentation, regionSegmentId, inputVolume)
-        attribution = self.run(inputVolume, model, method, target, region, reduce, methodParameters, memoryBudgetMB, onProgress, shouldCancel)
-        self._checkInputsUnchanged(inputVolume, volumeBefore, regionSegmentation, regionSegmentId, region, outputVolume)
-        if beforeWrite is not None:
-            beforeWrite()
-        outputNode = self.showMap(inputVolume, attribution, outputVolume, thresholdFraction, showResult)
-        logging.info(f"Saliency map completed in {time.time() - startTime:.2f} seconds: {attribution.caption()}")
-        return outputNode, attribution
+        pending = self.prepareMap(inputVolume, model, method, target, regionSegmentation, regionSegmentId, reduce, methodParameters,
+                                  outputVolume, memoryBudgetMB, thresholdFraction, showResult, beforeWrite, sliceIndex)
+        attribution = run_to_end(pending.job.explain_iter(), onProgress, shouldCancel, "the saliency map")
+        return self.finishMap(pending, attribution), attribution
 
     @staticmethod
     def parameterState(parameterNode) -> dict:
@@ -961,11 +1034,12 @@ class SaliencyMapsLogic(ScriptedLoadableModuleLogic):
             state[name] = value.GetID() if hasattr(value, "GetID") else str(value)
         return state
 
-    def processParameterNode(self, parameterNode, onProgress=None, shouldCancel=None):
-        """:meth:`process` with the choices stored in a :class:`SaliencyMapsParameterNode`; sets its outputVolume.
+    def prepareParameterNode(self, parameterNode):
+        """:meth:`prepareMap` with the choices stored in a :class:`SaliencyMapsParameterNode`.
 
-        The map is written only if the parameters are still those it was
-        computed with (the map on screen always matches the choices shown).
+        The map is written (and the node's outputVolume set) only if the
+        parameters are still those it was computed with (the map on screen
+        always matches the choices shown).
         """
         from napari_xai.engine import ModelError, XAIError
 
@@ -983,7 +1057,7 @@ class SaliencyMapsLogic(ScriptedLoadableModuleLogic):
                     _("Nothing was written. Press Apply again to compute the map for the parameters shown now."),
                 )
 
-        outputNode, attribution = self.process(
+        pending = self.prepareMap(
             pn.inputVolume,
             modelPath,
             pn.method,
@@ -995,22 +1069,67 @@ class SaliencyMapsLogic(ScriptedLoadableModuleLogic):
             outputVolume=pn.outputVolume,
             memoryBudgetMB=pn.memoryBudgetMB,
             thresholdFraction=pn.thresholdFraction,
-            onProgress=onProgress,
-            shouldCancel=shouldCancel,
             beforeWrite=parametersUnchanged,
+            sliceIndex=pn.sliceIndex,
         )
-        pn.outputVolume = outputNode
-        return outputNode, attribution
+        pending.parameterNode = pn
+        return pending
+
+    def processParameterNode(self, parameterNode, onProgress=None, shouldCancel=None):
+        """:meth:`process` with the choices stored in a :class:`SaliencyMapsParameterNode`; sets its outputVolume."""
+        from napari_xai.engine.progress import run_to_end
+
+        pending = self.prepareParameterNode(parameterNode)
+        attribution = run_to_end(pending.job.explain_iter(), onProgress, shouldCancel, "the saliency map")
+        return self.finishMap(pending, attribution), attribution
 
     # Trust metrics
 
+    def prepareEvaluation(self, inputVolume, model, mapVolumes, maskSegmentation=None, maskSegmentId="", anatomySegmentation=None,
+                          anatomySegmentId="", settings=None, memoryBudgetMB=None):
+        """Read the scan, the maps and the masks (main thread): a :class:`PendingEvaluation` whose ``work()`` a worker thread may run.
+
+        Maps of a 2D model (one slice of the volume) are evaluated on that slice.
+        """
+        from napari_xai.engine import ImageError
+        from napari_xai.engine.metrics import evaluate_maps_iter
+        from napari_xai.session.models import get_model
+        from napari_xai.session.slices import evaluation_inputs
+
+        if inputVolume is None:
+            raise ImageError("No input volume is selected.", "Select the scan the maps were made on as the input volume.")
+        scan = nodes.scan_from_volume_node(inputVolume)
+        maps = {node.GetName(): nodes.attribution_from_map_node(node) for node in mapVolumes if node is not None}
+        mask = self.regionMask(maskSegmentation, maskSegmentId, inputVolume)
+        anatomy = self.regionMask(anatomySegmentation, anatomySegmentId, inputVolume)
+        scan, maps, mask, anatomy = evaluation_inputs(scan, maps, mask, anatomy)
+        options = dict(settings or {})
+        metrics = options.pop("metrics", None)
+
+        def work():
+            return evaluate_maps_iter(get_model(model), scan, maps, mask=mask, anatomy=anatomy, metrics=metrics,
+                                      memory_budget_mb=memoryBudgetMB, **options)
+
+        return PendingEvaluation(work, [node for node in mapVolumes if node is not None], inputVolume.GetScene())
+
+    @staticmethod
+    def finishEvaluation(pending, results, ranking, tableNode=None):
+        """Write the metrics into the maps' provenance and a ranked table node (main thread); returns the table node."""
+        from SaliencyMapsLib import trust
+
+        for node in pending.mapVolumes:
+            if nodes.in_scene(node):
+                trust.store_metrics(node, results[node.GetName()])
+        return trust.metrics_table_node(pending.scene, results, ranking, tableNode)
+
     def evaluateMaps(self, inputVolume, model, mapVolumes, maskSegmentation=None, maskSegmentId="", anatomySegmentation=None,
                      anatomySegmentId="", settings=None, tableNode=None, memoryBudgetMB=None, onProgress=None, shouldCancel=None):
-        """How far each map of one scan can be trusted (the engine's ``evaluate``, one shared setup for all maps).
+        """How far each map of one scan can be trusted (the engine's ``evaluate``, one shared setup for all maps), here.
 
         Writes a table node (one row per map, ranked; column tooltips hold the
         definitions) and adds the metrics to each map node's provenance. The
-        scene is unchanged on error or Cancel.
+        scene is unchanged on error or Cancel. (The widget runs the same
+        steps with the engine off the main thread.)
 
         :param mapVolumes: map volume nodes made by :meth:`process` on ``inputVolume``.
         :param maskSegmentation: optional segment where the evidence should lie (a lesion).
@@ -1018,28 +1137,12 @@ class SaliencyMapsLogic(ScriptedLoadableModuleLogic):
         :param settings: evaluation settings (``steps``, ``removal``, ``sanity_steps``, ... and ``metrics``).
         :returns: ``(tableNode, results, ranking)``.
         """
-        from napari_xai.engine import ImageError
-        from napari_xai.engine.metrics import evaluate_maps_iter
         from napari_xai.engine.progress import run_to_end
-        from SaliencyMapsLib import trust
 
-        if inputVolume is None:
-            raise ImageError("No input volume is selected.", "Select the scan the maps were made on as the input volume.")
-        if isinstance(model, (str, os.PathLike)):
-            model = self.loadModel(model)
-        scan = nodes.scan_from_volume_node(inputVolume)
-        maps = {node.GetName(): nodes.attribution_from_map_node(node) for node in mapVolumes if node is not None}
-        mask = self.regionMask(maskSegmentation, maskSegmentId, inputVolume)
-        anatomy = self.regionMask(anatomySegmentation, anatomySegmentId, inputVolume)
-        options = dict(settings or {})
-        metrics = options.pop("metrics", None)
-        run = evaluate_maps_iter(model, scan, maps, mask=mask, anatomy=anatomy, metrics=metrics, memory_budget_mb=memoryBudgetMB, **options)
-        results, ranking = run_to_end(run, onProgress, shouldCancel, "evaluate")
-        for node in mapVolumes:
-            if node is not None:
-                trust.store_metrics(node, results[node.GetName()])
-        table = trust.metrics_table_node(inputVolume.GetScene(), results, ranking, tableNode)
-        return table, results, ranking
+        pending = self.prepareEvaluation(inputVolume, model, mapVolumes, maskSegmentation, maskSegmentId, anatomySegmentation,
+                                         anatomySegmentId, settings, memoryBudgetMB)
+        results, ranking = run_to_end(pending.work(), onProgress, shouldCancel, "evaluate")
+        return self.finishEvaluation(pending, results, ranking, tableNode), results, ranking
 
     # Export
 
@@ -1059,6 +1162,40 @@ class SaliencyMapsLogic(ScriptedLoadableModuleLogic):
         from SaliencyMapsLib import views
 
         return views.capture_slice_views(path)
+
+
+@dataclasses.dataclass
+class PendingMap:
+    """A map run between :meth:`SaliencyMapsLogic.prepareMap` and :meth:`SaliencyMapsLogic.finishMap` (both on the main thread).
+
+    ``job`` (a ``napari_xai.session.jobs.Job``) holds copies of the voxels and
+    the region, so a worker thread can run it without touching the scene.
+    """
+
+    job: object
+    inputVolume: object
+    volumeBefore: object
+    regionSegmentation: object
+    regionSegmentId: str
+    region: object
+    outputVolume: object
+    thresholdFraction: float
+    showResult: bool
+    beforeWrite: object
+    parameterNode: object = None
+
+
+@dataclasses.dataclass
+class PendingEvaluation:
+    """An evaluation between :meth:`SaliencyMapsLogic.prepareEvaluation` and :meth:`SaliencyMapsLogic.finishEvaluation`.
+
+    ``work()`` returns the engine's generator (run it in any thread); the map
+    nodes and the scene are only for the main thread.
+    """
+
+    work: object
+    mapVolumes: list
+    scene: object
 
 
 #

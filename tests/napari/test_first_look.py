@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import qtpy
 
-from napari_xai._napari import _logic
+from napari_xai.session.methods import method_help, methods_by_family
 from napari_xai._napari._layers import napari_colormap
 from napari_xai.engine import get_method
 from tests.conftest import make_net
@@ -30,9 +30,9 @@ def test_method_help_cites_the_paper_in_the_theme_colours(widget):
     assert "Sundararajan M, Taly A, Yan Q. Axiomatic Attribution for Deep Networks. ICML 2017." in text
     assert "review ref" not in text and "[" not in text
     assert widget.method_help.styleSheet() == ""  # napari's theme colour and size
-    for spec in _logic.methods_by_family():
+    for spec in methods_by_family():
         for s in spec[1]:
-            assert "review ref" not in _logic.method_help(s)
+            assert "review ref" not in method_help(s)
 
 
 def test_progress_and_checks_after_a_run(widget, qtbot):

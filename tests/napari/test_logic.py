@@ -1,4 +1,4 @@
-"""The plugin's plain-Python logic: generic parameter forms, sample model discovery, the run generator, the main command."""
+"""The plugin's napari logic without Qt: parameter forms as magicgui widgets, the main command (the host-neutral part is tested in tests/session)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-import pytest
 import torch
 
 from napari_xai._napari import _logic
-from napari_xai.engine import Attribution, ParamSpec, ScanImage, list_methods
-from tests.conftest import OBLIQUE, make_net
+from napari_xai.engine import ParamSpec, list_methods
+from napari_xai.session.controls import control_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,75 +27,18 @@ def test_every_method_gets_a_form_from_its_spec(qtbot):
         for p in spec.params:
             w = create_widget(**_logic.param_widget_options(p))
             assert w.tooltip, (spec.name, p.name)
-            values[p.name] = _logic.parse_param_value(p, w.value)
+            values[p.name] = control_for(p).parse(w.value)
         assert spec.validate_params(values) == spec.validate_params({}), spec.name
 
 
-def test_per_axis_text_and_bounds():
-    p = ParamSpec("window", int, 8, "w", min=1, max=64, per_axis=True)
-    assert _logic.parse_param_value(p, "5") == 5
-    assert _logic.parse_param_value(p, "4, 6, 8") == (4, 6, 8)
-    assert _logic.parse_param_value(p, "") == 8
+def test_magicgui_options_render_the_shared_control():
     q = ParamSpec("sigma", float, 0.15, "s", min=0.0, max=1.0)
     opts = _logic.param_widget_options(q)
-    assert opts["widget_type"] == "FloatSpinBox" and opts["options"]["max"] == 1.0 and 0 < opts["options"]["step"] <= 0.1
+    assert opts["widget_type"] == "FloatSpinBox" and opts["options"]["max"] == 1.0 and opts["options"]["step"] == control_for(q).step
     c = ParamSpec("baseline", str, "zeros", "b", choices=("zeros", "mean"))
     assert _logic.param_widget_options(c)["options"]["choices"] == ["zeros", "mean"]
-
-
-def test_methods_grouped_by_family_in_catalogue_order():
-    groups = _logic.methods_by_family()
-    fams = [f for f, _ in groups]
-    assert fams == sorted(fams, key=lambda f: ("perturbation", "backpropagation", "class activation", "activation maximisation").index(f))
-    assert sum(len(s) for _, s in groups) == len(list_methods())
-
-
-def test_sample_models_come_from_the_folder(tmp_path):
-    (tmp_path / "a.safetensors").write_bytes(b"x")
-    (tmp_path / "a.json").write_text(json.dumps({"name": "model A", "weights": "a.safetensors"}))
-    (tmp_path / "b.json").write_text(json.dumps({"name": "model B", "weights": "missing.safetensors"}))
-    (tmp_path / "c.json").write_text(json.dumps({"name": "not a model"}))
-    (tmp_path / "d.json").write_text("{broken")
-    assert _logic.sample_models(tmp_path) == {"model A": tmp_path / "a.json"}
-    # the shipped folder: every spec with weights present is listed
-    from napari_xai.samples import SAMPLES_DIR
-
-    for path in _logic.sample_models().values():
-        assert path.parent == SAMPLES_DIR
-
-
-def test_run_jobs_is_a_generator_with_overall_progress_and_cancel():
-    scan = ScanImage(np.random.default_rng(0).normal(size=(6, 7, 8)).astype(np.float32), OBLIQUE)
-    net = make_net(3)
-    jobs = [_logic.Job(net, scan, "vanilla_gradient"), _logic.Job(net, scan, "integrated_gradients", params={"steps": 4})]
-    gen = _logic.run_jobs(jobs)
-    events = []
-    while True:
-        try:
-            events.append(next(gen))
-        except StopIteration as stop:
-            results = stop.value
-            break
-    assert [a.method for a in results] == ["vanilla_gradient", "integrated_gradients"]
-    assert all(isinstance(a, Attribution) and a.geometry == OBLIQUE for a in results)
-    fractions = [e.fraction for e in events]
-    assert fractions == sorted(fractions) and fractions[-1] == 1.0
-    assert any(e.message.startswith("[2/2]") for e in events)
-    # closing mid-way stops it (what a worker's quit does)
-    gen = _logic.run_jobs(jobs)
-    next(gen)
-    gen.close()
-    with pytest.raises(StopIteration):
-        next(gen)
-
-
-def test_format_checks_generic_and_known():
-    lines = _logic.format_checks(
-        {"completeness": {"attribution_sum": 1.0, "score_difference": 1.01, "relative_delta": 0.0099}, "model_grid_is_scan_grid": True, "layer": "features.3", "deletion_auc": 0.1234567}
-    )
-    assert lines[0].startswith("completeness") and "ok" in lines[0]
-    assert "layer: features.3" in lines and "deletion auc: 0.1235" in lines
-    assert not any("model grid" in line for line in lines)
+    w = ParamSpec("window", int, 8, "w", min=1, max=64, per_axis=True)
+    assert _logic.param_widget_options(w)["widget_type"] == "LineEdit" and "z, y, x" in _logic.param_widget_options(w)["options"]["tooltip"]
 
 
 def _tiny_sample_model(folder: Path) -> Path:

@@ -10,6 +10,7 @@ from napari.utils.notifications import notification_manager
 from qtpy.QtCore import QTimer
 
 from napari_xai._napari import _logic
+from napari_xai.session.methods import methods_by_family
 from napari_xai._napari._layers import PROVENANCE_KEY, is_result_layer
 from napari_xai._napari._qt import XAIWidget
 from napari_xai.engine import get_method, list_methods
@@ -18,7 +19,7 @@ from tests.conftest import make_net
 
 from .conftest import WIDGET, wait_until_done
 
-FIRST_OF_FAMILY = [specs[0].name for _, specs in _logic.methods_by_family()]
+FIRST_OF_FAMILY = [specs[0].name for _, specs in methods_by_family()]
 
 
 def _results(viewer):
@@ -33,7 +34,7 @@ def test_dock_widget_through_manifest(viewer, scan_layer):
     assert listed == {spec.name for spec in list_methods()}  # every registered method, no hand-written list
     # family headers are present and not selectable
     headers = [widget.method_combo.itemText(i) for i in range(widget.method_combo.count()) if widget.method_combo.itemData(i) is None]
-    assert len(headers) == len(_logic.methods_by_family())
+    assert len(headers) == len(methods_by_family())
 
 
 @pytest.mark.parametrize("method", FIRST_OF_FAMILY)
@@ -191,7 +192,9 @@ def test_the_work_runs_off_the_main_thread_while_the_event_loop_turns(make_napar
     main = threading.get_ident()
     engine_threads: list[int] = []
     loop_turned = threading.Event()
-    real_explain_iter = _logic.explain_iter
+    from napari_xai.session import jobs as session_jobs
+
+    real_explain_iter = session_jobs.explain_iter
 
     def watched(*args, **kwargs):
         gen = real_explain_iter(*args, **kwargs)
@@ -201,7 +204,7 @@ def test_the_work_runs_off_the_main_thread_while_the_event_loop_turns(make_napar
         engine_threads.append(threading.get_ident())
         return result
 
-    monkeypatch.setattr(_logic, "explain_iter", watched)
+    monkeypatch.setattr(session_jobs, "explain_iter", watched)
     # the result's contrast limits (a sort of every voxel) are computed in the worker too
     from napari_xai._napari import _layers
 

@@ -129,6 +129,12 @@ class Gui:
     def pn(self):
         return self.widget._parameterNode
 
+    def wait(self, timeout=120.0):
+        """Turn the (stand-in) event loop until the module's timers stop: a run started by Apply or Evaluate has ended."""
+        from tests.slicer import standins
+
+        standins.run_timers(timeout=timeout)
+
 
 #: Widgets made by :func:`make_gui`; cleaned up after each test (as Slicer does when a module is unloaded),
 #: so that no scene observer of a finished test's widget fires later.
@@ -148,6 +154,7 @@ def make_gui(monkeypatch, scene, version) -> Gui:
 
     app = standins.App(version)
     monkeypatch.setattr(slicer, "app", app, raising=False)
+    monkeypatch.setattr(standins.QTimer, "active", [])  # no timer of an earlier test fires in this one
     dialogs = standins.Dialogs()
     standins.install_gui_util(monkeypatch, dialogs)
     module = import_module_file(monkeypatch, version, gui=True)

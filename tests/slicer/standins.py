@@ -494,6 +494,57 @@ class QFileDialog(QWidget):
         return QFileDialog.answer
 
 
+class QTimer(QObject):
+    """Qt's QTimer (``qtimer.h``): ``interval`` and ``singleShot`` properties, ``timeout`` signal, ``start``/``stop``/``isActive``.
+
+    There is no event loop here: :func:`run_timers` stands in for it, firing every active timer in turn
+    (on the calling thread, the main thread, as Qt fires a timer in the thread that owns it).
+    """
+
+    PROPERTIES = {"interval": 0, "singleShot": False}
+    SIGNALS = ("timeout",)
+    #: The timers started and not stopped, as Qt's event loop holds them.
+    active = []
+
+    def start(self, msec=None):
+        if msec is not None:
+            self.interval = int(msec)
+        if self not in QTimer.active:
+            QTimer.active.append(self)
+
+    def stop(self):
+        if self in QTimer.active:
+            QTimer.active.remove(self)
+
+    def isActive(self):
+        return self in QTimer.active
+
+    @staticmethod
+    def singleShot(msec, slot):
+        timer = QTimer()
+        timer._props["singleShot"] = True  # the property (the name is also this static method)
+        timer.timeout.connect(slot)
+        timer.start(msec)
+
+
+def run_timers(until=None, timeout=120.0, tick=0.005):
+    """The event loop for timers: fire the active timers (each after its interval) until none is left or ``until()``.
+
+    Raises ``TimeoutError`` if timers are still running after ``timeout`` seconds (a run that never ends).
+    """
+    import time
+
+    end = time.monotonic() + timeout
+    while QTimer.active and not (until is not None and until()):
+        if time.monotonic() > end:
+            raise TimeoutError(f"{len(QTimer.active)} timer(s) still active after {timeout} s")
+        time.sleep(max(tick, min(t.interval for t in QTimer.active) / 1000.0))
+        for timer in list(QTimer.active):
+            if timer._props["singleShot"]:
+                timer.stop()
+            timer.timeout.emit()
+
+
 class Qt:
     """The Qt namespace values the module uses (Qt::WindowModality)."""
 

@@ -154,10 +154,10 @@ def test_logic_delegates_to_node_code_and_engine(module, scene, monkeypatch):
     real_scan, real_create = nodes.scan_from_volume_node, nodes.create_map_volume
     monkeypatch.setattr(nodes, "scan_from_volume_node", lambda v: calls.append("scan") or real_scan(v))
     monkeypatch.setattr(nodes, "create_map_volume", lambda *a, **k: calls.append("create") or real_create(*a, **k))
-    import napari_xai.engine as engine
+    from napari_xai.session import jobs  # the shared job layer runs the engine for both hosts
 
-    real_explain = engine.explain
-    monkeypatch.setattr(engine, "explain", lambda *a, **k: calls.append(("explain", a[2], a[3], k.get("memory_budget_mb"))) or real_explain(*a, **k))
+    real_explain_iter = jobs.explain_iter
+    monkeypatch.setattr(jobs, "explain_iter", lambda *a, **k: calls.append(("explain", a[2], a[3], k.get("memory_budget_mb"))) or real_explain_iter(*a, **k))
     volume = oblique_volume(scene)
     module.SaliencyMapsLogic().process(volume, make_net(3), "vanilla_gradient", target=2, memoryBudgetMB=256, showResult=False)
     assert calls == ["scan", ("explain", "vanilla_gradient", 2, 256), "create"]
@@ -298,12 +298,15 @@ def test_widget_makes_a_working_control_for_every_parameter_of_every_method(modu
     """The widget's factory turns each ParamSpec into a control whose edits land in methodParameters, valid for the engine."""
     from SaliencyMapsLib import params
 
+    from SaliencyMapsLib import controls
+
     widget = object.__new__(module.SaliencyMapsWidget)  # no Qt: only the control factory and the store are used
     widget._parameterNode = module.SaliencyMapsLogic().getParameterNode()
     for spec in list_methods():
         widget._parameterNode.method = module.SaliencyMethod[spec.name]
         for control in params.control_specs(spec):
-            made = widget._makeControl(FakeQt, control, control.default)
+            made = controls.make_control(FakeQt, control, control.default, lambda v, name=control.name: widget._storeMethodParameter(name, v))
+            assert made.objectName == f"methodParameter_{control.name}" and made.toolTip == control.help
             (signal, slot), = made.connections.items()
             if control.kind == "bool":
                 assert made.kind == "QCheckBox"
@@ -320,9 +323,9 @@ def test_widget_makes_a_working_control_for_every_parameter_of_every_method(modu
             elif control.kind == "choice":
                 assert made.kind == "QComboBox" and made.items == list(control.choices)
                 slot(control.choices[-1])
-                expected = params.convert_choice(control.choices[-1], control.value_type)
+                expected = control.parse(control.choices[-1])
             elif control.kind == "per_axis":
-                assert made.kind == "QLineEdit" and made.text == params.format_value(control.default)
+                assert made.kind == "QLineEdit" and made.text == control.text(control.default)
                 made.text = ", ".join([str(control.default)] * 3)
                 slot()
                 expected = (control.default,) * 3

@@ -69,7 +69,7 @@ def test_the_ui_file_loads_in_qt_designers_loader(binding, tmp_path):
     assert out["bound"] == {
         "inputVolume": "inputSelector", "targetClass": "targetLineEdit", "regionSegmentation": "regionSegmentationSelector",
         "regionReduce": "reduceComboBox", "method": "methodComboBox", "outputVolume": "outputSelector",
-        "thresholdFraction": "thresholdSliderWidget", "memoryBudgetMB": "memoryBudgetSpinBox",
+        "thresholdFraction": "thresholdSliderWidget", "memoryBudgetMB": "memoryBudgetSpinBox", "sliceIndex": "sliceSpinBox",
     }
     classes = out["classes"]
     assert classes["modelPathLineEdit"] == "ctkPathLineEdit" and classes["inputsCollapsibleButton"] == "ctkCollapsibleButton"

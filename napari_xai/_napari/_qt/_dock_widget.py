@@ -1,9 +1,11 @@
 """The dock widget: choose image, model, method, target and parameters; run, cancel, compare, export.
 
-Thin by design: every decision is in :mod:`napari_xai._napari._logic`; this
-module builds controls and wires signals. Work runs in a napari thread worker
-driving the engine's generator (``NAPARI_XAI_NO_THREADS=1`` drives it on the
-main thread instead, for debugging).
+Thin by design: what every host does alike is in :mod:`napari_xai.session`
+(jobs, their run and its state, the model cache, controls, checks), what is
+napari's own in :mod:`napari_xai._napari._logic`; this module builds controls
+and wires signals. Work runs in a napari thread worker driving the session's
+generator (``NAPARI_XAI_NO_THREADS=1`` drives it on the main thread instead,
+for debugging), through :func:`._workers.run_generator`.
 """
 
 from __future__ import annotations
@@ -16,12 +18,10 @@ from typing import Any, Callable
 import numpy as np
 from magicgui.widgets import ComboBox, Container, create_widget
 from napari.layers import Image, Labels
-from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QStandardItemModel
 from qtpy.QtWidgets import (
-    QApplication,
     QCheckBox,
     QComboBox,
     QFileDialog,
@@ -38,12 +38,14 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_xai.engine import ModelSpec, XAIError, get_method
-from napari_xai.engine.estimate import RemainingTime, confirm_seconds
+from napari_xai.engine import Prediction, XAIError, get_method
+from napari_xai.session import checks, jobs, methods, models
+from napari_xai.session.controls import control_for
+from napari_xai.session.run_state import RunState
 
 from .. import _logic
-from ._workers import WorkerGuard
-from .._layers import is_result_layer, scan_from_layer
+from ._workers import LIVE_WORKERS, RunCallbacks, WorkerGuard, run_generator, start_call
+from .._layers import PROVENANCE_KEY, is_result_layer, scan_from_layer
 
 #: Model menu entry that opens a file dialog.
 _OPEN_FILE = "Open model file…"
@@ -54,16 +56,6 @@ def _same_model(a: Any, b: Any) -> bool:
     if isinstance(a, (str, os.PathLike)) and isinstance(b, (str, os.PathLike)):
         return str(a) == str(b)
     return a is b
-
-
-#: Workers in flight, kept referenced until they finish (a worker collected while running crashes Qt).
-_LIVE_WORKERS: set[Any] = set()
-
-
-def _keep_alive(worker: Any) -> Any:
-    _LIVE_WORKERS.add(worker)
-    worker.finished.connect(lambda: _LIVE_WORKERS.discard(worker))
-    return worker
 
 
 def _alive(qobject: Any) -> bool:
@@ -89,11 +81,6 @@ def _disconnect_viewer(connections: list[tuple[Any, Any]], *_: Any) -> None:
 _TURN_DELAY_MS = 1
 
 
-def _drive(gen):
-    """Generator function wrapper so that a generator object we hold can run in a GeneratorWorker."""
-    return (yield from gen)
-
-
 class XAIWidget(QWidget):
     """Saliency maps for the selected image layer.
 
@@ -107,17 +94,13 @@ class XAIWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.worker: Any = None
-        self.prediction: _logic.Prediction | None = None
+        self.prediction: Prediction | None = None
         self.last_results: list[Any] = []
         self._gen: Any = None
-        self._cancel_requested = False
-        self._compare_run = False
+        self.state = RunState()  # the run's phase, estimate, progress and cancel (no Qt)
         self._last_result_layer: Any = None
         self._param_widgets: dict[str, Any] = {}
         self._predict_worker: Any = None
-        self.last_estimates: list[Any] = []
-        self._clock: RemainingTime | None = None
-        self._estimating = False
         self._staged = 0  # main-thread steps of showing a result still queued (see _in_turns)
         self._worker_guard = WorkerGuard(self, self._after_workers_stopped)
 
@@ -130,11 +113,11 @@ class XAIWidget(QWidget):
 
         self.model_combo = QComboBox()
         self.model_combo.setToolTip("A bundled sample model, or a model file (.pt2, TorchScript, weights + JSON spec).")
-        samples = _logic.sample_models()
+        samples = models.sample_models()
         for name, path in samples.items():
             self.model_combo.addItem(f"sample: {name}", str(path))
         self.model_combo.addItem(_OPEN_FILE, None)
-        default = _logic.default_sample_model(samples)
+        default = models.default_sample_model(samples)
         if default is not None:
             self.model_combo.setCurrentIndex(self.model_combo.findData(str(default)))
         form.addRow("model", self.model_combo)
@@ -265,15 +248,15 @@ class XAIWidget(QWidget):
     def _fill_methods(self) -> None:
         model = QStandardItemModel()
         self.method_combo.setModel(model)
-        for family, specs in _logic.methods_by_family():
+        for family, specs in methods.methods_by_family():
             self.method_combo.addItem(f"— {family} —", None)
             header = model.item(model.rowCount() - 1)
             header.setEnabled(False)
             for spec in specs:
                 self.method_combo.addItem(f"   {spec.title}", spec.name)
-                self.method_combo.setItemData(self.method_combo.count() - 1, _logic.method_help(spec), Qt.ToolTipRole)
+                self.method_combo.setItemData(self.method_combo.count() - 1, methods.method_help(spec), Qt.ToolTipRole)
         names = [self.method_combo.itemData(i) for i in range(self.method_combo.count())]
-        default = _logic.DEFAULT_METHOD if _logic.DEFAULT_METHOD in names else next((n for n in names if n), None)
+        default = methods.DEFAULT_METHOD if methods.DEFAULT_METHOD in names else next((n for n in names if n), None)
         if default is not None:
             self.method_combo.setCurrentIndex(names.index(default))
 
@@ -285,7 +268,7 @@ class XAIWidget(QWidget):
 
     def _fill_compare_list(self) -> None:
         seen_family: set[str] = set()
-        for family, specs in _logic.methods_by_family():
+        for family, specs in methods.methods_by_family():
             for spec in specs:
                 item = QListWidgetItem(f"{spec.title} ({family})")
                 item.setData(Qt.UserRole, spec.name)
@@ -322,7 +305,7 @@ class XAIWidget(QWidget):
                 self.model_combo.setCurrentIndex(i)
                 return
         value = str(model) if isinstance(model, (str, os.PathLike)) else model
-        self.model_combo.insertItem(self.model_combo.count() - 1, label or _logic.model_label(model), value)
+        self.model_combo.insertItem(self.model_combo.count() - 1, label or models.model_label(model), value)
         self.model_combo.setCurrentIndex(self.model_combo.count() - 2)
 
     def set_checked_compare_methods(self, names: list[str]) -> None:
@@ -334,7 +317,7 @@ class XAIWidget(QWidget):
     def param_values(self) -> dict[str, Any]:
         """The parameter form's values, as the method takes them."""
         spec = get_method(self.method)
-        return {p.name: _logic.parse_param_value(p, self._param_widgets[p.name].value) for p in spec.params if p.name in self._param_widgets}
+        return {p.name: control_for(p).parse(self._param_widgets[p.name].value) for p in spec.params if p.name in self._param_widgets}
 
     def set_param(self, name: str, value: Any) -> None:
         """Set one parameter control (tests, scripts)."""
@@ -355,7 +338,7 @@ class XAIWidget(QWidget):
         if not name:
             return
         spec = get_method(name)
-        self.method_help.setText(_logic.method_help(spec))
+        self.method_help.setText(methods.method_help(spec))
         self._show_ready()
         if self.params_container is not None:
             self.params_layout.removeWidget(self.params_container.native)
@@ -377,10 +360,8 @@ class XAIWidget(QWidget):
             return
         layer = self.viewer.layers.selection.active
         if layer is not None and is_result_layer(layer):
-            from .._layers import PROVENANCE_KEY
-
-            checks = _logic.format_checks(layer.metadata[PROVENANCE_KEY].get("checks", {}))
-            self.checks_label.setText(f"{layer.name}: " + ("; ".join(checks) if checks else "no checks recorded"))
+            lines = checks.format_checks(layer.metadata[PROVENANCE_KEY].get("checks", {}))
+            self.checks_label.setText(f"{layer.name}: " + ("; ".join(lines) if lines else "no checks recorded"))
 
     def refresh_prediction(self, *_: Any) -> None:
         """Predict on the selected image with the selected model, to fill the target menu."""
@@ -391,11 +372,10 @@ class XAIWidget(QWidget):
         if layer is None or model is None:
             return
 
-        k = _logic.current_slice(self.viewer, layer) if layer.ndim == 3 and _logic.takes_2d(model) else None
+        k = _logic.current_slice(self.viewer, layer) if layer.ndim == 3 and models.takes_2d(model) else None
 
         def work():
-            scan = scan_from_layer(layer)
-            return _logic.predict(model, _logic.slice_scan(scan, k) if k is not None else scan)
+            return jobs.model_prediction(model, scan_from_layer(layer), k)
 
         def done(prediction):
             if not _alive(self.status):
@@ -416,42 +396,32 @@ class XAIWidget(QWidget):
             except Exception as exc:  # shown in the status line only; Run shows it as a notification
                 failed(exc)
             return
-        worker = self._worker_guard.track(_keep_alive(create_worker(work, _ignore_errors=True, _start_thread=False)))
-        worker.returned.connect(done)
-        worker.errored.connect(failed)
-        self._predict_worker = worker
-        worker.start()
+        self._predict_worker = start_call(work, returned=done, failed=failed, guard=self._worker_guard)
 
     def _fill_targets(self, prediction: Any) -> None:
         self.target_combo.clear()
-        labels = None
-        model = self.model
-        if isinstance(model, str) and model.endswith(".json"):
-            try:  # the spec alone: no weights are loaded on the main thread
-                labels = ModelSpec.read(model).labels
-            except Exception:
-                labels = None
-        for text, value in _logic.target_choices(prediction, labels):
+        labels = models.model_labels(self.model)  # the spec alone: no weights are loaded on the main thread
+        for text, value in jobs.target_choices(prediction, labels):
             self.target_combo.addItem(text, value)
 
     # ------------------------------------------------------------------ runs
 
-    def _jobs(self, methods: list[str]) -> list[_logic.Job]:
+    def _jobs(self, names: list[str]) -> list[jobs.Job]:
         layer = self.image_combo.value
         if layer is None:
             raise XAIError("No image layer is selected.", "Open a scan (File > Open, or File > Open Sample > napari-xai) and pick it under 'image'.")
         if self.model is None:
             raise XAIError("No model is selected.", "Pick a sample model or open a model file.")
         scan = scan_from_layer(layer)
-        k = _logic.current_slice(self.viewer, layer) if scan.array.ndim == 3 and _logic.takes_2d(self.model) else None
+        k = _logic.current_slice(self.viewer, layer) if scan.array.ndim == 3 and models.takes_2d(self.model) else None
         region_layer = self.region_combo.value
         region = _logic.region_from_labels(region_layer) if region_layer is not None else None
         target = self.target_combo.currentData()
-        jobs = []
-        for name in methods:
+        out = []
+        for name in names:
             params = self.param_values() if name == self.method else {}
-            jobs.append(_logic.Job(self.model, scan, name, target, region, self.reduce_combo.value, params, slice_index=k))
-        return jobs
+            out.append(jobs.Job(self.model, scan, name, target, region, self.reduce_combo.value, params, slice_index=k))
+        return out
 
     def run(self) -> None:
         """Explain the selected image with the selected method (Run button)."""
@@ -465,102 +435,75 @@ class XAIWidget(QWidget):
             return
         self._start(names, compare=True)
 
-    def _start(self, methods: list[str], compare: bool) -> None:
+    def _start(self, names: list[str], compare: bool) -> None:
         if self.is_running:
             return
         try:
-            jobs = self._jobs(methods)
+            todo = self._jobs(names)
         except Exception as exc:
             self._fail(exc)
             return
-        self._cancel_requested = False
-        self.status.setText(f"Estimating {', '.join(methods)}…")
+        self.state.begin_estimate(names=names, compare=compare, source=self.image_combo.value)
+        self.status.setText(f"Estimating {', '.join(names)}…")
         if _logic.threads_disabled():
             try:
-                estimates = _logic.estimate_jobs(jobs)
+                estimates = jobs.estimate_jobs(todo)
             except Exception as exc:
+                self.state.finish()
                 self._fail(exc)
                 return
-            self._confirm_and_start(jobs, methods, compare, estimates)
+            self._confirm_and_start(todo, estimates)
             return
         # the estimate's probe pass runs off the main thread, like the run itself
-        self._estimating = True
         self._set_running(True)
-        worker = self._worker_guard.track(_keep_alive(create_worker(_logic.estimate_jobs, jobs, _ignore_errors=True, _start_thread=False)))
-        worker.returned.connect(lambda estimates: self._confirm_and_start(jobs, methods, compare, estimates))
-        worker.errored.connect(self._fail)
-        worker.finished.connect(self._on_estimated)
-        worker.start()
+        start_call(jobs.estimate_jobs, todo, returned=lambda estimates: self._confirm_and_start(todo, estimates), failed=self._fail,
+                   finished=self._on_estimated, guard=self._worker_guard)
 
     def _on_estimated(self) -> None:
-        self._estimating = False
         if self._gen is None:  # not started (refused, declined, cancelled or failed)
+            self.state.finish()
             self._set_running(False)
 
-    def _confirm_and_start(self, jobs: list[Any], methods: list[str], compare: bool, estimates: list[Any]) -> None:
+    @property
+    def last_estimates(self) -> list[Any]:
+        """The estimates of the last run started (one per method)."""
+        return self.state.estimates
+
+    def _confirm_and_start(self, todo: list[Any], estimates: list[Any]) -> None:
         """Show the estimate, ask before a long run, then start it."""
-        self._estimating = False
-        if self._cancel_requested:
+        state = self.state
+        if state.cancel_requested:
+            state.finish()
             self.status.setText("Cancelled: nothing was added.")
             return
-        self.last_estimates = estimates
-        summary = _logic.describe_estimates(estimates)
+        summary = state.estimated(estimates)
         self.status.setText(summary)
-        if sum(e.seconds for e in estimates) > confirm_seconds() and not self.confirm_long_run(summary):
+        if state.needs_confirmation and not self.confirm_long_run(summary):
+            state.finish()
             self.status.setText("Not started. " + summary)
             return
-        self._source_layer = self.image_combo.value
-        self._compare_run = compare
-        self._clock = RemainingTime()
-        self._gen = _logic.run_and_prepare(jobs)
+        state.begin_run()
+        self._gen = _logic.run_and_prepare(todo)
         self.progress.setValue(0)
         self._set_running(True)
-        self.status.setText(f"Running {', '.join(methods)}… {summary}")
-        if _logic.threads_disabled():
-            self._drive_here(self._gen)
-            return
-        worker = self._worker_guard.track(_keep_alive(create_worker(_drive, self._gen, _ignore_errors=True, _start_thread=False)))
-        worker.yielded.connect(self._on_progress)
-        worker.returned.connect(self._on_returned)
-        worker.errored.connect(self._fail)
-        worker.aborted.connect(self._on_aborted)
-        worker.finished.connect(self._on_finished)
-        self.worker = worker
-        worker.start()
-
-    def _drive_here(self, gen: Any) -> None:
-        """Main-thread driver (``NAPARI_XAI_NO_THREADS=1``): events are processed at every progress step."""
-        try:
-            while True:
-                try:
-                    event = next(gen)
-                except StopIteration as stop:
-                    self._on_returned(stop.value)
-                    break
-                self._on_progress(event)
-                QApplication.processEvents()
-                if self._cancel_requested:
-                    gen.close()
-                    self._on_aborted()
-                    break
-        except Exception as exc:
-            self._fail(exc)
-        finally:
-            self._on_finished()
+        self.status.setText(f"Running {', '.join(state.context['names'])}… {summary}")
+        callbacks = RunCallbacks(self._on_progress, self._on_returned, self._fail, self._on_aborted, self._on_finished,
+                                 lambda: self.state.cancel_requested)
+        self.worker = run_generator(self._gen, callbacks, threads=not _logic.threads_disabled(), guard=self._worker_guard)
 
     @property
     def busy(self) -> bool:
         """True while a run or a prediction is in flight."""
-        return self.is_running or self._staged > 0 or any(w.is_running for w in list(_LIVE_WORKERS))
+        return self.is_running or self._staged > 0 or any(w.is_running for w in list(LIVE_WORKERS))
 
     @property
     def is_running(self) -> bool:
         """True while a run (or the estimate before it) is in flight."""
-        return self._gen is not None or self._estimating
+        return self._gen is not None or self.state.busy
 
     def cancel(self) -> None:
         """Stop the run at its next progress step (Cancel button); nothing is added."""
-        self._cancel_requested = True
+        self.state.cancel()
         if self.worker is not None:
             self.worker.quit()
         self.status.setText("Cancelling…")
@@ -578,32 +521,32 @@ class XAIWidget(QWidget):
         return answer == QMessageBox.Yes
 
     def _on_progress(self, event: Any) -> None:
-        if event.total > 0:
-            self.progress.setValue(int(1000 * event.done / event.total))
-            left = self._clock.text(event.fraction) if self._clock is not None else ""
-            self.progress.setFormat(f"%p%  {left}" if left else "%p%")
-        if event.message and not self._cancel_requested:
-            self.status.setText(event.message)
+        view = self.state.progress(event)
+        if view.value is not None:
+            self.progress.setValue(view.value)
+            self.progress.setFormat(f"%p%  {view.time_left}" if view.time_left else "%p%")
+        if view.message:
+            self.status.setText(view.message)
 
     def _on_returned(self, prepared: list[Any]) -> None:
         """Show the worker's results (:class:`PreparedResult`: contrast, colour map and peak already computed)."""
-        if self._cancel_requested:
+        if self.state.cancel_requested:
             return
         prepared = [_logic.prepare_result(p) for p in prepared]
         results = [p.attribution for p in prepared]
         self.progress.setValue(self.progress.maximum())  # a finished run reads 100 %, not 0 % again
-        source = self._source_layer
+        source = self.state.context["source"]
         if source not in self.viewer.layers:
             self._fail(XAIError(f"The scan {source.name!r} was closed during the run.", "Open it again and press Run."))
             return
         self.last_results = list(results)
-        if self._compare_run:
+        if self.state.context.get("compare"):
             added: list[Any] = []
             steps = _logic.comparison_steps(self.viewer, source, prepared, added)
             go_to_peak = self.peak_check.isChecked()
 
             def finish_compare() -> None:
-                self.checks_label.setText("\n".join(_logic.summary_line(a) for a in results))
+                self.checks_label.setText("\n".join(checks.summary_line(a) for a in results))
                 self.status.setText(f"Done: {len(results)} maps side by side (napari's grid); 'Exit grid' restores the view.")
 
             self._in_turns(
@@ -617,9 +560,9 @@ class XAIWidget(QWidget):
             go_to_peak = self.peak_check.isChecked()
 
             def finish() -> None:
-                self.checks_label.setText("\n".join(_logic.format_checks(results[0].checks)))
+                self.checks_label.setText("\n".join(checks.format_checks(results[0].checks)))
                 # the checks have their own line (checks_label): the status says what was explained
-                self.status.setText("Done: " + _logic.summary_line(results[0], checks=False))
+                self.status.setText("Done: " + checks.summary_line(results[0], checks=False))
 
             self._in_turns(
                 lambda: _logic.show_colorbar(self.viewer, layer),
@@ -664,8 +607,8 @@ class XAIWidget(QWidget):
         self._worker_guard.shutdown()
 
     def _after_workers_stopped(self, workers: list[Any]) -> None:
-        _LIVE_WORKERS.difference_update(workers)
-        self._estimating = False
+        LIVE_WORKERS.difference_update(workers)
+        self.state.finish()
         gen, self._gen, self.worker, self._predict_worker = self._gen, None, None, None
         if gen is not None:
             gen.close()  # the worker has returned: release the engine's hooks and buffers
@@ -674,6 +617,7 @@ class XAIWidget(QWidget):
         gen, self._gen, self.worker = self._gen, None, None
         if gen is not None:
             gen.close()  # the worker stopped at a yield: release the engine's hooks and buffers now
+        self.state.finish()
         self._set_running(False)
 
     def _fail(self, exc: BaseException) -> None:

@@ -19,12 +19,10 @@ from magicgui.widgets import ComboBox
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from napari.layers import Labels
-from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QBrush, QColor
 from qtpy.QtWidgets import (
-    QApplication,
     QCheckBox,
     QComboBox,
     QDialog,
@@ -45,8 +43,12 @@ from napari_xai.engine import XAIError
 from napari_xai.engine.metrics import METRICS, TABLE_KEYS, column_doc, definitions_html, format_cell, row_warnings, table_row
 from napari_xai.engine.metrics.evaluation import PARAMS
 
+from napari_xai.session.models import model_label
+from napari_xai.session.run_state import RunState
+
 from .. import _logic, _trust
-from ._dock_widget import _alive, _disconnect_viewer, _drive, _keep_alive, _same_model
+from ._dock_widget import _alive, _disconnect_viewer, _same_model
+from ._workers import RunCallbacks, run_generator
 
 #: Model menu entry: the model named in the map's provenance.
 _FROM_MAP = "the map's model (from its provenance)"
@@ -70,7 +72,7 @@ class TrustWidget(QWidget):
         self.worker: Any = None
         self._gen: Any = None
         self._job: _trust.TrustJob | None = None
-        self._cancel_requested = False
+        self.state = RunState()  # cancel and progress of the evaluation in flight (no Qt)
         self.results: dict[str, dict[str, Any]] = {}
         self.ranking: list[str] = []
 
@@ -207,7 +209,7 @@ class TrustWidget(QWidget):
                 self.model_combo.setCurrentIndex(i)
                 return
         value = str(model) if not hasattr(model, "forward") and not hasattr(model, "module") else model
-        self.model_combo.addItem(label or _logic.model_label(model), value)
+        self.model_combo.addItem(label or model_label(model), value)
         self.model_combo.setCurrentIndex(self.model_combo.count() - 1)
 
     def settings(self) -> dict[str, Any]:
@@ -236,44 +238,18 @@ class TrustWidget(QWidget):
             self._fail(exc)
             return
         self._job = job
-        self._cancel_requested = False
+        self.state.begin_estimate()
+        self.state.begin_run()  # evaluations have no estimate step
         self._gen = _trust.run_job(job)
         self._set_running(True)
         self.status.setText(f"Evaluating {', '.join(job.maps)}…")
-        if _logic.threads_disabled():
-            self._drive_here(self._gen)
-            return
-        worker = _keep_alive(create_worker(_drive, self._gen, _ignore_errors=True, _start_thread=False))
-        worker.yielded.connect(self._on_progress)
-        worker.returned.connect(self._on_returned)
-        worker.errored.connect(self._fail)
-        worker.aborted.connect(self._on_aborted)
-        worker.finished.connect(self._on_finished)
-        self.worker = worker
-        worker.start()
-
-    def _drive_here(self, gen: Any) -> None:
-        try:
-            while True:
-                try:
-                    event = next(gen)
-                except StopIteration as stop:
-                    self._on_returned(stop.value)
-                    break
-                self._on_progress(event)
-                QApplication.processEvents()
-                if self._cancel_requested:
-                    gen.close()
-                    self._on_aborted()
-                    break
-        except Exception as exc:
-            self._fail(exc)
-        finally:
-            self._on_finished()
+        callbacks = RunCallbacks(self._on_progress, self._on_returned, self._fail, self._on_aborted, self._on_finished,
+                                 lambda: self.state.cancel_requested)
+        self.worker = run_generator(self._gen, callbacks, threads=not _logic.threads_disabled())
 
     def cancel(self) -> None:
         """Stop the evaluation at its next progress step; nothing is written."""
-        self._cancel_requested = True
+        self.state.cancel()
         if self.worker is not None:
             self.worker.quit()
         self.status.setText("Cancelling…")
@@ -288,13 +264,14 @@ class TrustWidget(QWidget):
     def _on_progress(self, event: Any) -> None:
         if not _alive(self.status):
             return
-        if event.total > 0:
-            self.progress.setValue(int(1000 * event.done / event.total))
-        if event.message and not self._cancel_requested:
-            self.status.setText(event.message)
+        view = self.state.progress(event)
+        if view.value is not None:
+            self.progress.setValue(view.value)
+        if view.message:
+            self.status.setText(view.message)
 
     def _on_returned(self, value: Any) -> None:
-        if self._cancel_requested or not _alive(self.status):
+        if self.state.cancel_requested or not _alive(self.status):
             return
         results, ranking = value
         _trust.store_results(self._job, results)
@@ -312,6 +289,7 @@ class TrustWidget(QWidget):
         gen, self._gen, self.worker = self._gen, None, None
         if gen is not None:
             gen.close()
+        self.state.finish()
         if _alive(self.status):
             self._set_running(False)
 

@@ -12,10 +12,11 @@ and waits for the workers to return, so nothing reaches a deleted object.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Generator
 
 from qtpy.QtCore import QEvent, QObject, QThreadPool
-from qtpy.QtWidgets import QMainWindow, QWidget
+from qtpy.QtWidgets import QApplication, QMainWindow, QWidget
 
 #: How long closing waits for running workers before giving up (ms).
 SHUTDOWN_WAIT_MS = 60_000
@@ -96,3 +97,108 @@ class WorkerGuard(QObject):
             self._on_shutdown(workers)
         finally:
             self._stopping = False
+
+
+#: Workers in flight, kept referenced until they finish (a worker collected while running crashes Qt).
+LIVE_WORKERS: set[Any] = set()
+
+
+def keep_alive(worker: Any) -> Any:
+    """Keep ``worker`` referenced until it finishes; returns it."""
+    LIVE_WORKERS.add(worker)
+    worker.finished.connect(lambda: LIVE_WORKERS.discard(worker))
+    return worker
+
+
+def _drive(gen: Generator[Any, None, Any]) -> Generator[Any, None, Any]:
+    """Generator function wrapper so that a generator object we hold can run in a GeneratorWorker."""
+    return (yield from gen)
+
+
+@dataclass
+class RunCallbacks:
+    """What a dock does with a run's events, on the main thread.
+
+    Parameters
+    ----------
+    progress : callable
+        Called with each ``Progress`` event.
+    returned : callable
+        Called with the generator's return value.
+    failed : callable
+        Called with the exception the run raised.
+    aborted : callable
+        Called when the run was cancelled.
+    finished : callable
+        Called last, whatever happened.
+    cancel_requested : callable
+        True once the user pressed Cancel (polled by the main-thread driver).
+    """
+
+    progress: Callable[[Any], None]
+    returned: Callable[[Any], None]
+    failed: Callable[[BaseException], None]
+    aborted: Callable[[], None]
+    finished: Callable[[], None]
+    cancel_requested: Callable[[], bool]
+
+
+def run_generator(gen: Generator[Any, None, Any], callbacks: RunCallbacks, *, threads: bool = True, guard: WorkerGuard | None = None) -> Any:
+    """Run an engine generator for a dock: in a napari thread worker, or (``threads=False``) here on the main thread.
+
+    Both docks (saliency and trust) drive their runs through this one loop.
+    Returns the started worker (``quit()`` cancels it), or None when the run
+    was driven on the main thread (it has ended then).
+    """
+    if not threads:
+        _drive_here(gen, callbacks)
+        return None
+    from napari.qt.threading import create_worker
+
+    worker = keep_alive(create_worker(_drive, gen, _ignore_errors=True, _start_thread=False))
+    if guard is not None:
+        guard.track(worker)
+    worker.yielded.connect(callbacks.progress)
+    worker.returned.connect(callbacks.returned)
+    worker.errored.connect(callbacks.failed)
+    worker.aborted.connect(callbacks.aborted)
+    worker.finished.connect(callbacks.finished)
+    worker.start()
+    return worker
+
+
+def _drive_here(gen: Generator[Any, None, Any], callbacks: RunCallbacks) -> None:
+    """Main-thread driver (``NAPARI_XAI_NO_THREADS=1``): events are processed at every progress step."""
+    try:
+        while True:
+            try:
+                event = next(gen)
+            except StopIteration as stop:
+                callbacks.returned(stop.value)
+                break
+            callbacks.progress(event)
+            QApplication.processEvents()
+            if callbacks.cancel_requested():
+                gen.close()
+                callbacks.aborted()
+                break
+    except Exception as exc:
+        callbacks.failed(exc)
+    finally:
+        callbacks.finished()
+
+
+def start_call(function: Callable[..., Any], *args: Any, returned: Callable[[Any], None], failed: Callable[[BaseException], None],
+               finished: Callable[[], None] | None = None, guard: WorkerGuard | None = None) -> Any:
+    """Run ``function(*args)`` in a napari thread worker (a prediction, an estimate); returns the started worker."""
+    from napari.qt.threading import create_worker
+
+    worker = keep_alive(create_worker(function, *args, _ignore_errors=True, _start_thread=False))
+    if guard is not None:
+        guard.track(worker)
+    worker.returned.connect(returned)
+    worker.errored.connect(failed)
+    if finished is not None:
+        worker.finished.connect(finished)
+    worker.start()
+    return worker

@@ -29,9 +29,6 @@ import vtk
 import slicer
 import slicer.util
 
-#: LPS <-> RAS (a 3x3 sign flip; its own inverse).
-LPS_TO_RAS_3 = np.diag([-1.0, -1.0, 1.0])
-
 #: Node attribute holding the map's provenance (JSON), written by :func:`set_provenance`.
 PROVENANCE_ATTRIBUTE = "SaliencyMaps.provenance"
 #: Node attribute holding the map's sign (``signed`` / ``non-negative``).
@@ -77,24 +74,28 @@ def ijk_to_ras(volume_node: Any) -> np.ndarray:
 def geometry_from_volume_node(volume_node: Any):
     """The engine :class:`~napari_xai.engine.Geometry` (SimpleITK order, LPS) of a volume node.
 
-    Reads the node's IJKToRAS and flips RAS to LPS. Spacing is the length of
-    each index axis, direction its unit vector, as ``sitkUtils`` does.
+    Reads the node's IJKToRAS, flips RAS to LPS and hands the matrix, in
+    ``(z, y, x)`` order, to the engine's
+    :func:`~napari_xai.engine.geometry.geometry_from_data_to_world` (spacing:
+    the length of each index axis, direction: its unit vector, as
+    ``sitkUtils`` does).
     """
-    from napari_xai.engine import Geometry
+    from napari_xai.engine.geometry import LPS_TO_RAS, geometry_from_data_to_world
 
-    m = ijk_to_ras(volume_node)
-    ijk_to_lps = LPS_TO_RAS_3 @ m[:3, :3]
-    spacing = np.linalg.norm(ijk_to_lps, axis=0)
-    if np.any(spacing <= 0) or not np.all(np.isfinite(spacing)):
+    ijk_to_lps = LPS_TO_RAS @ ijk_to_ras(volume_node)  # the flip is its own inverse
+    zyx = np.eye(4)
+    zyx[:3, :3] = ijk_to_lps[:3, :3][::-1, ::-1]
+    zyx[:3, 3] = ijk_to_lps[:3, 3][::-1]
+    try:
+        return geometry_from_data_to_world(zyx)
+    except ValueError:
         from napari_xai.engine import ImageError
 
+        spacing = np.linalg.norm(ijk_to_lps[:3, :3], axis=0)
         raise ImageError(
             f"The volume {volume_node.GetName()!r} has a degenerate IJKToRAS matrix (spacing {spacing.tolist()}).",
             "Fix the volume's spacing and directions in the Volumes module (Volume Information).",
-        )
-    direction = ijk_to_lps / spacing
-    origin = LPS_TO_RAS_3 @ m[:3, 3]
-    return Geometry(tuple(origin.tolist()), tuple(spacing.tolist()), tuple(direction.ravel().tolist()))
+        ) from None
 
 
 def scan_from_volume_node(volume_node: Any):
@@ -299,22 +300,24 @@ def build_color_table(scene: Any, colormap: str, n_colors: int = 256) -> Any:
 
     Colours come from matplotlib's colour map of that name when matplotlib is
     importable (the engine depends on it), else from built-in anchors. The
-    diverging map is made transparent towards zero (alpha = |t|), so that a
-    signed map's neutral voxels do not cover the scan.
+    diverging map is transparent towards zero by the engine's rule
+    (``napari_xai.engine.display.overlay_alpha``, as napari and the figures
+    draw it), so that a signed map's neutral voxels do not cover the scan.
     """
     for i in range(scene.GetNumberOfNodesByClass("vtkMRMLColorTableNode")):
         node = scene.GetNthNodeByClass(i, "vtkMRMLColorTableNode")
         if node.GetAttribute(COLORMAP_ATTRIBUTE) == colormap:
             return node
+    from napari_xai.engine.display import overlay_alpha  # the one transparency rule of napari, Slicer and the figures
+
     rgb = _colormap_rgb(colormap, n_colors)
+    alpha = overlay_alpha(np.linspace(-1.0, 1.0, n_colors)) if colormap == "bwr" else np.ones(n_colors)
     node = slicer.vtkMRMLColorTableNode()
     node.SetTypeToUser()
     node.SetName(f"SaliencyMaps {colormap}")
     node.SetNumberOfColors(n_colors)
-    t = np.linspace(-1.0, 1.0, n_colors)
     for i in range(n_colors):
-        alpha = float(min(1.0, abs(t[i]) * 1.5)) if colormap == "bwr" else 1.0
-        node.SetColor(i, f"{i}", float(rgb[i, 0]), float(rgb[i, 1]), float(rgb[i, 2]), alpha)
+        node.SetColor(i, f"{i}", float(rgb[i, 0]), float(rgb[i, 1]), float(rgb[i, 2]), float(alpha[i]))
     node.SetAttribute(COLORMAP_ATTRIBUTE, colormap)
     node.SetAttribute("Category", "SaliencyMaps")
     scene.AddNode(node)

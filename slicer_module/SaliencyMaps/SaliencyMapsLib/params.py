@@ -1,8 +1,9 @@
 """Method choices and parameter controls, described from the engine's registry.
 
 The widget builds one control per :class:`~napari_xai.engine.ParamSpec` of
-the selected method from :func:`control_specs`; nothing here is written per
-method, so methods added to the engine appear in Slicer with their controls.
+the selected method from :func:`control_specs` (the host-neutral
+description both hosts render); nothing here is written per method, so
+methods added to the engine appear in Slicer with their controls.
 Values live in the parameter node as one JSON string (``methodParameters``):
 ``{method name: {parameter: value}}``, so each method keeps its own settings.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,88 +70,16 @@ def method_choices() -> tuple:
     return tuple((entry.name, entry.label) for entry in entries)
 
 
-@dataclass(frozen=True)
-class ControlSpec:
-    """What widget to make for one method parameter, and how.
+def control_specs(method_spec: Any) -> list:
+    """The engine's control description of each parameter of a :class:`~napari_xai.engine.MethodSpec`.
 
-    ``kind`` is one of ``bool`` (check box), ``int`` (spin box), ``float``
-    (double spin box), ``choice`` (combo box of ``choices``), ``text`` (line
-    edit), ``per_axis`` (line edit taking one number or one per axis ``z, y, x``).
+    One description for napari and Slicer (``napari_xai.session.controls``),
+    rendered here by :func:`SaliencyMapsLib.controls.make_control`; imported
+    lazily, as it imports the engine.
     """
+    from napari_xai.session.controls import controls_for
 
-    name: str
-    kind: str
-    label: str
-    default: Any
-    tooltip: str
-    minimum: float | None = None
-    maximum: float | None = None
-    choices: tuple[str, ...] = ()
-    decimals: int = 0
-    step: float = 1.0
-    value_type: str = "str"
-
-
-def control_specs(method_spec: Any) -> list[ControlSpec]:
-    """One :class:`ControlSpec` per parameter of a :class:`~napari_xai.engine.MethodSpec`."""
-    out = []
-    for p in method_spec.params:
-        vt = getattr(p.type, "__name__", "str")
-        label = p.name.replace("_", " ").capitalize() + ":"
-        tooltip = p.help + (f" Default: {p.default}." if p.default != "" else "")
-        lo = p.min if p.min is not None else None
-        hi = p.max if p.max is not None else None
-        if p.choices:
-            out.append(ControlSpec(p.name, "choice", label, p.default, tooltip, choices=tuple(str(c) for c in p.choices), value_type=vt))
-        elif p.type is bool:
-            out.append(ControlSpec(p.name, "bool", label, bool(p.default), tooltip, value_type=vt))
-        elif p.per_axis:
-            out.append(ControlSpec(p.name, "per_axis", label, p.default, tooltip + " One value, or one per axis: z, y, x.", lo, hi, value_type=vt))
-        elif p.type is int:
-            out.append(ControlSpec(p.name, "int", label, int(p.default), tooltip, -(2**31) if lo is None else lo, 2**31 - 1 if hi is None else hi, value_type=vt))
-        elif p.type is float:
-            span = (hi - lo) if lo is not None and hi is not None else None
-            decimals = 4 if span is None or span <= 10 else 2
-            out.append(
-                ControlSpec(p.name, "float", label, float(p.default), tooltip, -1e9 if lo is None else lo, 1e9 if hi is None else hi,
-                            decimals=decimals, step=(span / 100.0) if span else 0.1, value_type=vt)
-            )
-        else:
-            out.append(ControlSpec(p.name, "text", label, "" if p.default is None else str(p.default), tooltip, value_type=vt))
-    return out
-
-
-def format_value(value: Any) -> str:
-    """Text for a line edit: ``8`` or ``8, 8, 4`` for per-axis tuples."""
-    if isinstance(value, (tuple, list)):
-        return ", ".join(str(v) for v in value)
-    return str(value)
-
-
-def parse_per_axis(text: str, type_: type) -> Any:
-    """``"8"`` -> 8, ``"8, 8, 4"`` -> (8, 8, 4); the engine checks the bounds.
-
-    Raises
-    ------
-    ValueError
-        Not numbers.
-    """
-    parts = [t for t in text.replace(";", ",").replace(" ", ",").split(",") if t.strip()]
-    if not parts:
-        raise ValueError("empty")
-    values = tuple(type_(float(t)) if type_ is int and float(t).is_integer() else type_(t) for t in parts)
-    return values[0] if len(values) == 1 else values
-
-
-def convert_choice(text: str, value_type: str) -> Any:
-    """A combo box's text back to the parameter's type (choices may be numbers)."""
-    if value_type == "int":
-        return int(text)
-    if value_type == "float":
-        return float(text)
-    if value_type == "bool":
-        return text == "True"
-    return text
+    return controls_for(method_spec)
 
 
 def load_values(store: str, method: str) -> dict[str, Any]:

@@ -1,0 +1,155 @@
+"""Models as the hosts offer them: the bundled samples, one lock-guarded cache of loaded files, labels.
+
+napari, Slicer and the trust dock load a model file once and share it: the
+cache is keyed by the resolved path and its modification time (an edited file
+loads again), and a lock makes two worker threads asking for the same file at
+once load it once and get the same :class:`~napari_xai.engine.LoadedModel`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from napari_xai.engine import LoadedModel, ModelError, load_model
+
+
+def sample_models(folder: str | os.PathLike | None = None) -> dict[str, Path]:
+    """Bundled sample models: every ``*.json`` spec in ``napari_xai/samples`` with a ``weights`` field whose file exists.
+
+    Returns
+    -------
+    dict
+        Display name (the spec's ``name``, else the file stem) -> spec path, sorted by name.
+    """
+    if folder is None:
+        from napari_xai.samples import SAMPLES_DIR
+
+        folder = SAMPLES_DIR
+    found: dict[str, Path] = {}
+    for path in sorted(Path(folder).glob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(data, dict) or not data.get("weights"):
+            continue
+        if not (path.parent / str(data["weights"])).is_file():
+            continue
+        found[str(data.get("name") or path.stem)] = path
+    return dict(sorted(found.items()))
+
+
+def default_sample_model(samples: dict[str, Path] | None = None) -> Path | None:
+    """The sample classifier if it is there, else the first sample model, else None."""
+    from napari_xai.samples import LESION_CLASSIFIER_SPEC
+
+    samples = sample_models() if samples is None else samples
+    for path in samples.values():
+        if Path(path).resolve() == Path(LESION_CLASSIFIER_SPEC).resolve():
+            return path
+    return next(iter(samples.values()), None)
+
+
+def model_label(model: Any) -> str:
+    """A short name for a model choice."""
+    if isinstance(model, (str, os.PathLike)):
+        return Path(model).name
+    if isinstance(model, LoadedModel):
+        return model.name
+    return f"<{type(model).__name__}>"
+
+
+class ModelCache:
+    """Loaded model files by resolved path and modification time, safe to share between threads.
+
+    Parameters
+    ----------
+    size : int
+        How many files to keep (the oldest is dropped first); a host
+        showing one model at a time keeps one.
+    """
+
+    def __init__(self, size: int = 4) -> None:
+        self.size = max(1, int(size))
+        self._models: dict[tuple[str, int], LoadedModel] = {}
+        self._lock = threading.Lock()
+
+    def get(self, path: str | os.PathLike) -> LoadedModel:
+        """The model of the file at ``path``, loaded on first use (safe loading: nothing is unpickled).
+
+        Raises
+        ------
+        ModelError
+            No file at ``path``, or the file cannot be loaded.
+        """
+        p = Path(path)
+        if str(path).strip() in ("", ".") or not p.is_file():
+            raise ModelError(
+                f"No model file at {str(path) if str(path).strip() else '(empty)'}.",
+                "Choose a TorchScript file, a torch.export archive (.pt2), or a weights file with its JSON spec.",
+            )
+        p = p.resolve()
+        key = (str(p), p.stat().st_mtime_ns)
+        with self._lock:  # one load per file even when two workers ask at once
+            if key not in self._models:
+                for old in [k for k in self._models if k[0] == key[0]]:
+                    del self._models[old]  # an older version of the same file
+                while len(self._models) >= self.size:
+                    del self._models[next(iter(self._models))]
+                self._models[key] = load_model(p)
+            return self._models[key]
+
+    def clear(self) -> None:
+        """Forget every loaded model."""
+        with self._lock:
+            self._models.clear()
+
+
+#: The process's cache: the napari docks, the Slicer module and the job runner share it.
+MODELS = ModelCache()
+
+
+def get_model(model: Any, cache: ModelCache | None = None) -> LoadedModel:
+    """A :class:`LoadedModel` for a path (through ``cache``, default :data:`MODELS`) or an in-process model."""
+    if isinstance(model, LoadedModel):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        return (cache or MODELS).get(model)
+    from napari_xai.engine.models.loading import as_loaded_model
+
+    return as_loaded_model(model)
+
+
+def takes_2d(model: Any) -> bool:
+    """True when the model's spec says it takes 2D images (reads the spec only, never the weights)."""
+    from napari_xai.engine import ModelSpec
+    from napari_xai.engine.models.spec import sidecar_path
+
+    try:
+        if isinstance(model, LoadedModel):
+            return model.spec.spatial_dims == 2
+        if isinstance(model, (str, os.PathLike)):
+            p = Path(model)
+            spec_path = p if p.suffix.lower() == ".json" else sidecar_path(p)
+            return spec_path.is_file() and ModelSpec.read(spec_path).spatial_dims == 2
+    except Exception:  # unreadable spec: the run reports it
+        return False
+    return False
+
+
+def model_labels(model: Any) -> list[str] | None:
+    """The class names a model's JSON spec gives (read without loading weights), else None."""
+    from napari_xai.engine import ModelSpec
+
+    if isinstance(model, LoadedModel):
+        return model.spec.labels
+    if isinstance(model, (str, os.PathLike)) and str(model).endswith(".json"):
+        try:
+            return ModelSpec.read(model).labels
+        except Exception:
+            return None
+    return None
