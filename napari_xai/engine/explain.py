@@ -6,7 +6,10 @@ Flow: scan + geometry -> model space -> method -> attribution in model space
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 import time
+import weakref
 from typing import Any, Callable, Generator
 
 import numpy as np
@@ -117,6 +120,10 @@ def explain_iter(
             resolved.probability = float(torch.softmax(output[0].detach().double(), dim=0)[resolved.class_index])
         return resolved
 
+    if loaded.max_batch is None and loaded.kind == "export":  # a limit probed on an earlier run of this module
+        known = _EXPORT_BATCH_LIMITS.get(loaded.module, _UNKNOWN)
+        if known is not _UNKNOWN:
+            loaded = dataclasses.replace(loaded, max_batch=known)
     with shared_eval_mode(loaded.module):
         windows = windowed_model(loaded, x, budget)
         if windows is not None:  # the spec's sliding windows: the output and the target from the windows that need it
@@ -125,8 +132,9 @@ def explain_iter(
             # A one-pass method resolves the target from its own first pass (with
             # gradients on); every other method gets it from one pass here.
             resolved = None if method_spec.one_pass else resolver(_forward_once(loaded.module, x))
-        if loaded.max_batch is None and loaded.kind == "export":
-            loaded.max_batch = _probe_max_batch(loaded.module, x if windows is None else windows.probe_input())
+        if loaded.max_batch is None and loaded.kind == "export" and loaded.module not in _EXPORT_BATCH_LIMITS:
+            # the caller's LoadedModel is not written to: this run uses a copy, the limit is kept per module
+            loaded = dataclasses.replace(loaded, max_batch=_export_batch_limit(loaded.module, x if windows is None else windows.probe_input()))
         ctx = MethodContext(loaded, x, resolved, budget, resolver=resolver, windows=windows)
         t_method = time.perf_counter()
         values = yield from method_spec.run(ctx, checked)
@@ -285,6 +293,21 @@ def _checked_output(output: Any) -> torch.Tensor:
             "Check the intensity transform in the spec (the model may expect normalised input) and the model itself.",
         )
     return output
+
+
+#: Batch limits probed for exported programs, per module (weakly: a dropped model is forgotten). A run
+#: never writes the limit onto the caller's LoadedModel; two threads probing one module get one answer.
+_EXPORT_BATCH_LIMITS: "weakref.WeakKeyDictionary[nn.Module, int | None]" = weakref.WeakKeyDictionary()
+_EXPORT_BATCH_LOCK = threading.Lock()
+_UNKNOWN = object()
+
+
+def _export_batch_limit(module: nn.Module, x: torch.Tensor) -> int | None:
+    """The batch limit of an exported program (1 or None), probed once per module and kept in :data:`_EXPORT_BATCH_LIMITS`."""
+    with _EXPORT_BATCH_LOCK:
+        if module not in _EXPORT_BATCH_LIMITS:
+            _EXPORT_BATCH_LIMITS[module] = _probe_max_batch(module, x)
+        return _EXPORT_BATCH_LIMITS[module]
 
 
 def _probe_max_batch(module: nn.Module, x: torch.Tensor) -> int | None:
