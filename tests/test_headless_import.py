@@ -1,4 +1,4 @@
-"""The engine imports and works where napari, Qt, magicgui, Slicer and Captum cannot be imported (docs/architecture.md, Layers)."""
+"""The engine and the session layer import and work where napari, Qt, magicgui, Slicer and Captum cannot be imported (docs/architecture.md, Layers)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,8 @@ SCRIPT = textwrap.dedent(
     import napari_xai.engine as engine
     from napari_xai.engine.overlay import render_overlay
     from napari_xai.samples import load_sample_scan
+    # the hosts' shared layer is host-neutral too (docs/architecture.md, Layers)
+    from napari_xai.session import background, checks, controls, jobs, methods, models, run_state, slices  # noqa: F401
     import torch.nn as nn
 
     net = nn.Sequential(nn.Conv3d(1, 2, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(2, 2)).eval()

@@ -65,9 +65,23 @@ def method_choices() -> tuple:
     :data:`FALLBACK_METHODS` when no catalogue is readable. Never installs anything.
     """
     entries = catalogue_entries()
-    if not entries:
-        return FALLBACK_METHODS
-    return tuple((entry.name, entry.label) for entry in entries)
+    choices = tuple((entry.name, entry.label) for entry in entries) if entries else FALLBACK_METHODS
+    return choices + registered_elsewhere({name for name, _label in choices}) if entries else choices
+
+
+def registered_elsewhere(listed: set) -> tuple:
+    """``(name, label)`` of methods registered in this process (``napari_xai.engine.register_method``) but not in the catalogue.
+
+    Read only when the engine is already imported (whoever registered a
+    method imported it); nothing is imported here, so the module still loads
+    without torch.
+    """
+    import sys
+
+    registry = sys.modules.get("napari_xai.engine.registry")
+    if registry is None:
+        return ()
+    return tuple((spec.name, f"{spec.title} ({spec.family})") for spec in registry.list_methods() if spec.name not in listed)
 
 
 def control_specs(method_spec: Any) -> list:
