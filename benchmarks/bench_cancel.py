@@ -19,7 +19,8 @@ the sample lesion mask as its region, the 2D classifier on the axial slice),
   :class:`Cancelled` is raised (the next event, then ``close()``).
 
 Beside each, the time of one plain forward pass of the model on the scan
-(batch 1, no gradients, median of three, taken just before the method runs)
+(batch 1, no gradients, median of three, taken just before and just after
+the method's first run; the mean of the two)
 and the longest gap in units of it: a count of passes' worth of work that
 does not depend on the machine's load, where the seconds do. A run longer
 than ``--cap`` seconds is stopped there (marked ``>``; its gaps so far are
@@ -138,6 +139,7 @@ def main() -> int:
             except XAIError as exc:  # e.g. a CAM without a layer on this model
                 print(f"| {model_name} | {name} | n/a: {exc.problem[:70]} | | | | | | |", flush=True)
                 continue
+            fwd = 0.5 * (fwd + forward_seconds(model, scan))
             at = min(args.cancel_at * run["total"], args.cancel_max)
             latency = cancel_latency(model, scan, name, kwargs, at)
             shown = f"{run['total']:.1f}" if run["done"] else f">{run['total']:.0f}"

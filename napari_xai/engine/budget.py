@@ -33,22 +33,32 @@ def default_budget_mb() -> int:
         return DEFAULT_BUDGET_MB
 
 
-def activation_bytes(module: nn.Module, x: torch.Tensor) -> int | None:
-    """Bytes of every leaf module's output for one forward pass of ``x`` (None if hooks are unavailable)."""
-    total = 0
+@contextlib.contextmanager
+def counted_activations(module: nn.Module) -> Iterator[list[int]]:
+    """Count the bytes of every leaf module's output in the forward passes this thread runs in the block.
+
+    Yields a one-element list holding the count so far, so that a pass the
+    caller runs anyway doubles as the planner's probe (see :func:`activation_bytes`).
+    """
+    total = [0]
 
     def hook(_m: nn.Module, _inp: object, out: object) -> None:
-        nonlocal total
         for t in out if isinstance(out, (tuple, list)) else (out,):
             if isinstance(t, torch.Tensor):
-                total += t.numel() * t.element_size()
+                total[0] += t.numel() * t.element_size()
 
+    leaves = [m for m in module.modules() if not list(m.children())]
+    with run_local_forward_hooks((m, hook) for m in leaves):
+        yield total
+
+
+def activation_bytes(module: nn.Module, x: torch.Tensor) -> int | None:
+    """Bytes of every leaf module's output for one forward pass of ``x`` (None if hooks are unavailable)."""
     if isinstance(module, torch.jit.ScriptModule):  # TorchScript modules take no hooks
         return None
-    leaves = [m for m in module.modules() if not list(m.children())]
-    with run_local_forward_hooks((m, hook) for m in leaves), torch.no_grad():
+    with counted_activations(module) as total, torch.no_grad():
         module(x)
-    return total
+    return total[0]
 
 
 class BatchPlanner:
@@ -64,6 +74,10 @@ class BatchPlanner:
         Hard cap (e.g. 1 for a model exported with a static batch).
     slice_seconds : float
         Target wall time of one batch.
+    first_batch : int
+        Size of the first batch, before any batch was timed (1 for gradient
+        passes, each of which can take a large part of a second on a 3D
+        input; 2 for forward passes).
 
     Raises
     ------
@@ -71,7 +85,7 @@ class BatchPlanner:
         One sample alone exceeds the budget.
     """
 
-    def __init__(self, bytes_per_sample: int, budget_mb: int, max_batch: int | None = None, slice_seconds: float = SLICE_SECONDS) -> None:
+    def __init__(self, bytes_per_sample: int, budget_mb: int, max_batch: int | None = None, slice_seconds: float = SLICE_SECONDS, first_batch: int = 2) -> None:
         self.bytes_per_sample = max(1, int(bytes_per_sample))
         self.budget_mb = budget_mb
         budget = budget_mb * 2**20
@@ -86,6 +100,7 @@ class BatchPlanner:
         if max_batch is not None:
             self.memory_cap = min(self.memory_cap, max_batch)
         self.slice_seconds = slice_seconds
+        self.first_batch = max(1, int(first_batch))
         self._seconds_per_sample: float | None = None
         self._started: float | None = None
         self._started_n = 0
@@ -93,7 +108,7 @@ class BatchPlanner:
     def next_size(self, remaining: int) -> int:
         """Size of the next batch (at least 1, at most ``remaining``); starts the clock."""
         if self._seconds_per_sample is None:
-            n = min(self.memory_cap, 2)
+            n = min(self.memory_cap, self.first_batch)
         else:
             n = int(self.slice_seconds / max(self._seconds_per_sample, 1e-6))
             n = max(1, min(self.memory_cap, n))

@@ -6,6 +6,7 @@ Flow: scan + geometry -> model space -> method -> attribution in model space
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
@@ -18,7 +19,7 @@ import torch.nn as nn
 
 from .. import __version__
 from .attribution import Attribution
-from .budget import default_budget_mb
+from .budget import counted_activations, default_budget_mb
 from .call_hooks import shared_eval_mode
 from .errors import MethodError, ModelError, TargetError, XAIError
 from .image import as_scan
@@ -124,18 +125,26 @@ def explain_iter(
         known = _EXPORT_BATCH_LIMITS.get(loaded.module, _UNKNOWN)
         if known is not _UNKNOWN:
             loaded = dataclasses.replace(loaded, max_batch=known)
+    activations = None
     with shared_eval_mode(loaded.module):
         windows = windowed_model(loaded, x, budget)
         if windows is not None:  # the spec's sliding windows: the output and the target from the windows that need it
             resolved = windows.resolve(loaded.spec, target, region_model, reduce)
         else:
             # A one-pass method resolves the target from its own first pass (with
-            # gradients on); every other method gets it from one pass here.
-            resolved = None if method_spec.one_pass else resolver(_forward_once(loaded.module, x))
+            # gradients on); every other method gets it from one pass here, which
+            # also measures the activations the batch planner needs (no probe pass).
+            resolved = None
+            if not method_spec.one_pass:
+                with counted_activations(loaded.module) if loaded.takes_hooks else contextlib.nullcontext() as counted:
+                    resolved = resolver(_forward_once(loaded.module, x))
+                activations = counted[0] if counted is not None else None
         if loaded.max_batch is None and loaded.kind == "export" and loaded.module not in _EXPORT_BATCH_LIMITS:
             # the caller's LoadedModel is not written to: this run uses a copy, the limit is kept per module
             loaded = dataclasses.replace(loaded, max_batch=_export_batch_limit(loaded.module, x if windows is None else windows.probe_input()))
-        ctx = MethodContext(loaded, x, resolved, budget, resolver=resolver, windows=windows)
+        ctx = MethodContext(loaded, x, resolved, budget, resolver=resolver, windows=windows, _activation_bytes=activations)
+        if resolved is not None:  # the model's pass on the scan is done: one event before the method's set-up
+            yield Progress(0, 0, f"{method_spec.title}: model run on the scan")
         t_method = time.perf_counter()
         values = yield from method_spec.run(ctx, checked)
         t_back = time.perf_counter()

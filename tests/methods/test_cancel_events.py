@@ -199,8 +199,8 @@ def test_surrogates_yield_after_the_supervoxels_and_before_the_first_sample(meth
     first = next(i for i, m in enumerate(messages) if "perturbed samples" in m)
     assert slic and max(slic) < counted < first
     assert messages[first].split(": ")[1].startswith("0/")
-    # at the "0/n" event the model has run only the engine's target pass and the batch planner's probe
-    assert at_event[first][1] == at_event[counted][1] + 1
+    # by the "0/n" event the model has run once, on the scan (the engine's pass, which also sized the batches)
+    assert at_event[counted][1] == at_event[first][1] == 1
 
 
 @pytest.mark.parametrize("k", [0, 3])
@@ -218,5 +218,44 @@ def test_lime_closed_after_k_samples_runs_no_further_sample(k):
     with pytest.raises(StopIteration):
         next(gen)
     assert forwards[0] == before
-    # the target pass, the batch planner's probe, then k samples
-    assert before == 2 + k
+    # the pass on the scan (which also sized the batches: no probe pass), then k samples
+    assert before == 1 + k
+
+
+# -- set-up events of the other batched methods; the pass on the scan doubles as the planner's probe -------------------
+
+
+def events_with_forwards(method: str, **params) -> list[tuple[str, int, int]]:
+    """(message, done, samples the network ran on so far) at each event of a run on a small 3D net."""
+    net = make_net(3)
+    forwards = count_forwards(net)
+    return [(e.message, e.done, forwards[0]) for e in explain_iter(net, random_volume((12, 13, 11)), method, target=1, **params)]
+
+
+def test_every_batched_method_gets_an_event_after_the_pass_on_the_scan():
+    at_event = events_with_forwards("rise", n_masks=4)
+    assert at_event[0][0].endswith("preparing") and at_event[0][2] == 0
+    assert at_event[1][0] == "RISE: model run on the scan" and at_event[1][2] == 1
+
+
+def test_occlusion_yields_after_recording_and_before_checking_the_incremental_pass():
+    at_event = events_with_forwards("occlusion", window=4, stride=4)
+    recorded = next(x for x in at_event if "unoccluded pass recorded" in x[0])
+    checking = next(x for x in at_event if "checking the incremental scores" in x[0])
+    first = next(x for x in at_event if x[0].startswith("occlusion: ") and "windows" in x[0] and x[1] > 0)
+    assert recorded[2] == 2  # the pass on the scan and the recorded pass; no probe pass
+    assert checking[2] == 2  # the first windows were replayed, not run
+    assert first[2] > checking[2]  # the full passes that check them
+
+
+@pytest.mark.parametrize("method", ["meaningful_perturbation", "extremal_perturbation"])
+def test_mask_optimisers_yield_after_scoring_the_fully_perturbed_input(method):
+    at_event = events_with_forwards(method, iterations=2)
+    scored = next(x for x in at_event if "fully perturbed input scored" in x[0])
+    step = next(x for x in at_event if "step 1/" in x[0])
+    assert scored[2] == 2 and step[2] == 3  # scan, fully perturbed input (no probe pass), then one step
+
+
+def test_the_first_gradient_batch_holds_one_sample():
+    steps = [x for x in events_with_forwards("integrated_gradients", steps=6) if "/6 steps" in x[0]]
+    assert steps[0][1] == 1 and steps[0][2] == 2  # the pass on the scan, then one step

@@ -118,7 +118,7 @@ class MethodContext:
             per_sample = self._use_checkpointing(per_sample) + 2 * self.x.numel() * self.x.element_size()
         elif gradients and through_gradients and self._gradient_module is None:
             self._gradient_module = self.model.module
-        return BatchPlanner(per_sample, self.budget_mb, self.model.max_batch)
+        return BatchPlanner(per_sample, self.budget_mb, self.model.max_batch, first_batch=1 if gradients else 2)
 
     def _can_checkpoint(self) -> bool:
         return self.model.takes_hooks and self.model.kind != "export" and isinstance(self.model.module, nn.Module)

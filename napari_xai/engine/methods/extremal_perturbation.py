@@ -131,6 +131,7 @@ def _run(ctx: MethodContext, params: dict[str, Any]) -> Generator[Progress, None
     grid = mask_grid(shape, per_axis(params["mask_stride"], ctx.dim, "mask_stride", "Extremal Perturbation"))
     op = Operator(ctx.x, params["perturbation"], params["blur_sigma"], params["noise_level"], params["seed"], pyramid_levels=params["blur_levels"])
     f_ref, span = normaliser(ctx, op, "Extremal Perturbation")
+    yield Progress(0, params["iterations"], "extremal perturbation: the fully perturbed input scored")
     smax = SmoothMax(grid, params["sigma_cells"], params["temperature"], ctx.x.device)
     template = area_template(int(np.prod(shape)), params["area"], ctx.x.device)
     m_bar = as_param(1.0, grid, ctx.x.device)

@@ -59,6 +59,7 @@ def _run(ctx: MethodContext, params: dict[str, Any]) -> Generator[Progress, None
     grid = mask_grid(shape, per_axis(params["mask_stride"], ctx.dim, "mask_stride", "Meaningful Perturbation"))
     op = Operator(ctx.x, params["perturbation"], params["blur_sigma"], params["noise_level"], params["seed"])
     f_ref, span = normaliser(ctx, op, "Meaningful Perturbation")
+    yield Progress(0, params["iterations"], "meaningful perturbation: the fully perturbed input scored")
     scale = PAPER_PIXELS / float(np.prod(shape))
     mask = as_param(1.0, grid, ctx.x.device)
     optimiser = torch.optim.Adam([mask], lr=params["learning_rate"])

@@ -58,6 +58,7 @@ def _run(ctx: MethodContext, params: dict[str, Any]) -> Generator[Progress, None
     count = torch.zeros(shape, dtype=torch.float64)
     planner = ctx.planner(gradients=False)
     tape, info = _incremental_tape(ctx, params["incremental"]) if ctx.windows is None else (None, None)
+    yield Progress(0, len(starts), f"occlusion: 0/{len(starts)} windows" + (" (unoccluded pass recorded)" if tape is not None else ""))
     for lo, hi in batches(len(starts), planner):
         chunk = starts[lo:hi]
         boxes = [tuple(slice(s, s + w) for s, w in zip(start, window)) for start in chunk]
@@ -67,6 +68,7 @@ def _run(ctx: MethodContext, params: dict[str, Any]) -> Generator[Progress, None
             if tape is not None:
                 scores = _incremental_scores(ctx, tape, chunk, window, fill)
                 if lo == 0:
+                    yield Progress(0, len(starts), f"occlusion: checking the incremental scores of {len(chunk)} windows against full passes")
                     tape = _verify(ctx, tape, info, boxes, scores, fill)
                     if tape is None:
                         scores = _full_scores(ctx, boxes, fill)
