@@ -259,3 +259,25 @@ def test_mask_optimisers_yield_after_scoring_the_fully_perturbed_input(method):
 def test_the_first_gradient_batch_holds_one_sample():
     steps = [x for x in events_with_forwards("integrated_gradients", steps=6) if "/6 steps" in x[0]]
     assert steps[0][1] == 1 and steps[0][2] == 2  # the pass on the scan, then one step
+
+
+def test_a_heavy_import_yields_while_it_runs_and_a_close_does_not_wait_for_it(tmp_path, monkeypatch):
+    """A module whose import blocks until released: events come while it blocks; closing returns with it still blocked."""
+    import sys
+
+    from napari_xai.engine.methods._stepped import background_import
+
+    gate = threading.Event()
+    monkeypatch.setattr(sys.modules[__name__], "IMPORT_GATE", gate, raising=False)
+    (tmp_path / "slow_import_for_test.py").write_text(f"import sys\nsys.modules[{__name__!r}].IMPORT_GATE.wait()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    gen = background_import("slow_import_for_test", "importing")
+    assert next(gen).message == "importing"  # the import is still blocked: an event, not a wait
+    gen.close()  # returns although the import cannot finish yet
+    assert any(t.name == "napari-xai-import" and t.is_alive() for t in threading.enumerate())  # still importing
+    gate.set()
+    for t in [t for t in threading.enumerate() if t.name == "napari-xai-import"]:
+        t.join()
+    assert "slow_import_for_test" in sys.modules
+    assert list(background_import("slow_import_for_test", "importing")) == []  # already imported: no event
+    sys.modules.pop("slow_import_for_test")

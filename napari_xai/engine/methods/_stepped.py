@@ -18,7 +18,9 @@ needs it. Its result, or its exception, is handed back to the generator.
 
 from __future__ import annotations
 
+import importlib
 import queue
+import sys
 import threading
 from typing import Any, Callable, Generator
 
@@ -96,3 +98,27 @@ class Stepper:
                 self._resume.put(False)
             self._thread.join()
             self._thread = None
+
+
+#: Seconds between the events :func:`background_import` yields while the import runs.
+IMPORT_HEARTBEAT_S = 0.25
+
+
+def background_import(module: str, message: str) -> Generator[Progress, None, None]:
+    """Import ``module`` in a thread, yielding an event every :data:`IMPORT_HEARTBEAT_S` until it is imported.
+
+    For a heavy import that torch does lazily on first use inside a run:
+    ``torch.optim``'s optimisers import ``torch._dynamo`` when the first one
+    is made (seconds on a loaded 2-core machine, once per process). An
+    import cannot be stopped, so closing the generator returns at once and
+    the import finishes in the background; the next run finds it done.
+    """
+    if module in sys.modules:
+        return
+    worker = threading.Thread(target=importlib.import_module, args=(module,), name="napari-xai-import", daemon=True)
+    worker.start()
+    while True:
+        worker.join(IMPORT_HEARTBEAT_S)
+        if not worker.is_alive():
+            return
+        yield Progress(0, 0, message)

@@ -66,6 +66,7 @@ from ._mask_opt import (
     upsample,
 )
 from ._perturb import OPERATORS, per_axis
+from ._stepped import background_import
 
 
 class SmoothMax:
@@ -135,6 +136,7 @@ def _run(ctx: MethodContext, params: dict[str, Any]) -> Generator[Progress, None
     smax = SmoothMax(grid, params["sigma_cells"], params["temperature"], ctx.x.device)
     template = area_template(int(np.prod(shape)), params["area"], ctx.x.device)
     m_bar = as_param(1.0, grid, ctx.x.device)
+    yield from background_import("torch._dynamo", "extremal perturbation: loading torch's optimiser support (once per session)")
     optimiser = torch.optim.Adam([m_bar], lr=params["learning_rate"])
     n = params["iterations"]
     weight = {"now": 1.0}

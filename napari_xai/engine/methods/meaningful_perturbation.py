@@ -51,6 +51,7 @@ from ._mask_opt import (
     upsample,
 )
 from ._perturb import OPERATORS, per_axis
+from ._stepped import background_import
 
 
 def _run(ctx: MethodContext, params: dict[str, Any]) -> Generator[Progress, None, np.ndarray]:
@@ -62,6 +63,7 @@ def _run(ctx: MethodContext, params: dict[str, Any]) -> Generator[Progress, None
     yield Progress(0, params["iterations"], "meaningful perturbation: the fully perturbed input scored")
     scale = PAPER_PIXELS / float(np.prod(shape))
     mask = as_param(1.0, grid, ctx.x.device)
+    yield from background_import("torch._dynamo", "meaningful perturbation: loading torch's optimiser support (once per session)")
     optimiser = torch.optim.Adam([mask], lr=params["learning_rate"])
     l1, tv, beta = params["l1_coeff"], params["tv_coeff"], params["tv_beta"]
 
