@@ -281,3 +281,12 @@ def test_a_heavy_import_yields_while_it_runs_and_a_close_does_not_wait_for_it(tm
     assert "slow_import_for_test" in sys.modules
     assert list(background_import("slow_import_for_test", "importing")) == []  # already imported: no event
     sys.modules.pop("slow_import_for_test")
+
+
+@pytest.mark.parametrize("method,params", [("deeplift", {}), ("deeplift_shap", {"n_baselines": 2})])
+def test_deeplift_yields_between_the_reference_pass_and_the_backward_pass(method, params):
+    at_event = events_with_forwards(method, **params)
+    recorded = [i for i, (m, _, _) in enumerate(at_event) if "recorded" in m]
+    assert recorded
+    for i in recorded:  # a reference pass before each "recorded" event, the pass on the inputs after it
+        assert at_event[i - 1][2] < at_event[i][2] < at_event[i + 1][2]

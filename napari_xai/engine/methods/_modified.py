@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Generator, Iterator
 
 import torch
 import torch.nn as nn
 
 from ..errors import MethodError
+from ..progress import Progress
 from ._context import MethodContext, not_differentiable
 
 #: Element-wise non-linearities DeepLIFT's rescale rule is applied to.
@@ -178,12 +179,16 @@ class _MaxPoolRescale(torch.autograd.Function):
         return mult, None, None, None, None
 
 
-def deeplift_multipliers(ctx: MethodContext, clone: nn.Module, xb: torch.Tensor, refs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def deeplift_multipliers(
+    ctx: MethodContext, clone: nn.Module, xb: torch.Tensor, refs: torch.Tensor, between: Progress
+) -> Generator[Progress, None, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """DeepLIFT (rescale) multipliers of the target score for inputs ``xb`` against references ``refs``.
 
     Two passes: the references' non-linearity inputs and outputs are recorded
     (call order), then the inputs run with every non-linearity's backward
-    replaced by the rescale multiplier against its recorded reference.
+    replaced by the rescale multiplier against its recorded reference. A
+    generator: it yields ``between`` after the first pass (grad mode is not
+    held across it).
 
     Returns
     -------
@@ -197,6 +202,7 @@ def deeplift_multipliers(ctx: MethodContext, clone: nn.Module, xb: torch.Tensor,
     kinds = NONLINEAR + MAXPOOLS
     with output_hooks(clone, kinds, record), torch.no_grad():
         ref_scores = ctx.target.score(clone(refs)).float()
+    yield between
     calls = iter(range(len(recorded)))
 
     def rescale(layer: nn.Module, i: torch.Tensor, o: torch.Tensor) -> torch.Tensor:

@@ -74,7 +74,7 @@ def _deeplift(ctx: MethodContext, params: dict[str, Any]) -> Generator[Progress,
     yield Progress(0, 1, "DeepLIFT: reference and backward pass")
     clone = copy_model(ctx, "DeepLIFT")
     ref = torch.full_like(ctx.x, baseline_value(ctx.x, params["baseline"]))
-    mult, _, ref_scores = deeplift_multipliers(ctx, clone, ctx.x, ref)
+    mult, _, ref_scores = yield from deeplift_multipliers(ctx, clone, ctx.x, ref, Progress(0, 1, "DeepLIFT: reference recorded, backward pass"))
     attribution = ((ctx.x - ref) * mult)[0].cpu().numpy()
     record_completeness(ctx, attribution, float(ref_scores[0]))
     yield Progress(1, 1, "DeepLIFT: done")
@@ -91,7 +91,8 @@ def _deeplift_shap(ctx: MethodContext, params: dict[str, Any]) -> Generator[Prog
     yield Progress(0, n, f"DeepLIFT-SHAP: {n} references")
     for lo, hi in batches(n, planner):
         rb = refs[lo:hi]
-        mult, _, ref_scores = deeplift_multipliers(ctx, clone, ctx.x.expand(hi - lo, *ctx.x.shape[1:]), rb)
+        between = Progress(lo, n, f"DeepLIFT-SHAP: {lo}/{n} references, {hi - lo} recorded")
+        mult, _, ref_scores = yield from deeplift_multipliers(ctx, clone, ctx.x.expand(hi - lo, *ctx.x.shape[1:]), rb, between)
         total += ((ctx.x - rb) * mult).double().sum(dim=0)
         ref_total += float(ref_scores.double().sum())
         yield Progress(hi, n, f"DeepLIFT-SHAP: {hi}/{n} references")
