@@ -1,6 +1,6 @@
 """Completeness error of integrated gradients' quadrature rules against Captum's default, on the sample models and DenseNet-121.
 
-    python benchmarks/bench_ig_rules.py [--threads 2] [--inputs 3] [--steps 25] [--only NAME ...]
+    python benchmarks/bench_ig_rules.py [--threads 2] [--inputs 3] [--steps 25] [--only NAME ...] [--rules RULE ...]
 
 For each model and input, Captum ``IntegratedGradients`` (``method="gausslegendre"``,
 ``n_steps=50``, baseline zeros: its default rule at 50 steps) gives the
@@ -69,7 +69,7 @@ def cases():
     }
 
 
-def errors(net, x: torch.Tensor, mask, steps: int) -> dict[str, float]:
+def errors(net, x: torch.Tensor, mask, steps: int, rules=RULES) -> dict[str, float]:
     from captum.attr import IntegratedGradients
 
     from napari_xai.engine import explain
@@ -89,7 +89,7 @@ def errors(net, x: torch.Tensor, mask, steps: int) -> dict[str, float]:
     out = {"Captum GL-50": abs(float(delta[0])) / abs(diff)}
     out[f"stratified |df| (12 intervals)-{steps}"] = stratified(forward, x, steps, 12, diff)
     image = x[0, 0].numpy()
-    for rule in RULES:
+    for rule in rules:
         kw = {"region": mask} if mask is not None else {}
         a = explain(net, image, "integrated_gradients", target=1, steps=steps, rule=rule, **kw)
         out[f"{rule}-{steps}"] = a.checks["completeness"]["relative_delta"]
@@ -123,6 +123,7 @@ def main() -> None:
     parser.add_argument("--inputs", type=int, default=3)
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--only", nargs="+")
+    parser.add_argument("--rules", nargs="+", default=list(RULES), choices=RULES)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     for name, make in cases().items():
@@ -133,7 +134,7 @@ def main() -> None:
         for i in range(args.inputs):
             noise = np.random.default_rng(i).normal(size=x0.shape).astype(np.float32) if i else np.zeros(x0.shape, np.float32)
             x = x0 + 0.1 * float(x0.std()) * torch.from_numpy(noise)
-            r = errors(net, x, mask, args.steps)
+            r = errors(net, x, mask, args.steps, args.rules)
             rows.append(r)
             print(f"{name:20s} input {i}: " + "  ".join(f"{k} {v:.2e}" for k, v in r.items()), flush=True)
         keys = list(rows[0])
