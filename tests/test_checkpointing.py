@@ -96,3 +96,15 @@ def test_over_the_budget_even_checkpointed_refuses_before_allocating(case):
     with pytest.raises(MemoryBudgetError, match="activation checkpointing") as err:
         explain(net, vol, "integrated_gradients", 1, memory_budget_mb=1, steps=4)
     assert "memory_budget_mb=" in err.value.fix
+
+
+def test_the_estimate_counts_on_checkpointing(case):
+    from napari_xai.engine import estimate
+
+    net, vol = case
+    x = torch.from_numpy(vol)[None, None]
+    plan = plan_checkpointing(net, x, 10**12, 3)
+    budget = -(-(plan.peak_bytes + 2 * x.numel() * 4) // 2**20) + 2
+    fits = estimate(net, vol, "integrated_gradients", 1, memory_budget_mb=budget, steps=4)
+    assert fits.fits and fits.peak_mb <= budget + fits.model_mb + 1
+    assert not estimate(net, vol, "integrated_gradients", 1, memory_budget_mb=1, steps=4).fits

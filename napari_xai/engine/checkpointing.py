@@ -47,6 +47,11 @@ from torch.utils.checkpoint import checkpoint
 
 from .call_hooks import run_local_forward_hooks
 
+#: Methods whose gradient passes all go through ``MethodContext.gradients`` (and so may run checkpointed).
+CHECKPOINTED_METHODS = frozenset(
+    {"vanilla_gradient", "input_x_gradient", "integrated_gradients", "smoothgrad", "smoothgrad_sq", "vargrad"}
+)
+
 
 @dataclass
 class CheckpointPlan:

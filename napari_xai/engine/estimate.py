@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .budget import BatchPlanner, activation_bytes, default_budget_mb
+from .checkpointing import CHECKPOINTED_METHODS, plan_checkpointing
 from .errors import MemoryBudgetError, MethodError, TargetError, XAIError
 from .image import as_scan
 from .model_space import region_to_model_space, to_model_space
@@ -231,6 +232,13 @@ def estimate(
             BatchPlanner(per_sample, budget, loaded.max_batch)
         except MemoryBudgetError as err:
             problem = str(err)
+        checkpointing = None
+        if problem is not None and plan is None and method_spec.name in CHECKPOINTED_METHODS and loaded.takes_hooks and loaded.kind != "export":
+            # the run would use activation checkpointing (checkpointing.py): its estimate instead, one more forward per pass
+            room = budget * 2**20 - 2 * probe.numel() * probe.element_size()
+            checkpointing = plan_checkpointing(module, probe, room, _GRADIENT_FACTOR)
+            if checkpointing.fits:
+                per_sample, problem = checkpointing.peak_bytes + 2 * probe.numel() * probe.element_size(), None
         counter = _PASSES.get(method_spec.name)
         fwd, bwd = counter(checked, shape, 0) if counter else ((1, 1) if gradients else (1, 0))
         if not gradients and problem is None and loaded.max_batch is None and fwd > 50:
@@ -239,10 +247,12 @@ def estimate(
             if batch > 1:
                 t_fwd = min(t_fwd, _time_forward(module, probe, batch))
         t_bwd = 3 * t_fwd
-        if gradients and problem is None and (bwd > 1 or plan is not None):
+        if gradients and problem is None and checkpointing is None and (bwd > 1 or plan is not None):
             # the first backward pass pays one-off costs (kernel selection): time a second one too
             first = _time_backward(module, probe)
             t_bwd = min(first, _time_backward(module, probe) or first) if first else t_bwd
+        if checkpointing is not None and checkpointing.fits:
+            t_bwd += t_fwd  # each segment runs again during the backward pass
         channels = _layer_channels(loaded, probe, checked) if "layer" in method_spec.needs and method_spec.name == "score_cam" else 0
     finally:
         module.train(was_training)
@@ -261,7 +271,7 @@ def estimate(
         per_volume_bwd = carrying
         per_volume_fwd = carrying if region is not None else plan.n_windows
         fwd_windows = per_volume_fwd + (_occlusion_window_runs(plan, checked, shape, carrying) if occl else (fwd - 1) * carrying)
-        if method_spec.name == "grad_cam":
+        if method_spec.name in ("grad_cam", "grad_cam_pp"):
             fwd_windows += plan.n_windows  # the stitched activations cover every window
         fwd, bwd = fwd_windows, bwd * per_volume_bwd
     forward_only = max(fwd - bwd, 0)

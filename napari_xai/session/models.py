@@ -78,29 +78,38 @@ class ModelCache:
         self._models: dict[tuple[str, int], LoadedModel] = {}
         self._lock = threading.Lock()
 
-    def get(self, path: str | os.PathLike) -> LoadedModel:
+    def get(self, path: str | os.PathLike, choice: str = "") -> LoadedModel:
         """The model of the file at ``path``, loaded on first use (safe loading: nothing is unpickled).
+
+        A folder (MONAI bundle, nnU-Net results) loads its model labelled
+        ``choice`` (:func:`napari_xai.engine.models.folders.folder_choices`; default its first).
 
         Raises
         ------
         ModelError
-            No file at ``path``, or the file cannot be loaded.
+            No file or model folder at ``path``, or it cannot be loaded.
         """
         p = Path(path)
-        if str(path).strip() in ("", ".") or not p.is_file():
+        folder = str(path).strip() not in ("", ".") and p.is_dir()
+        if str(path).strip() in ("", ".") or not (p.is_file() or folder):
             raise ModelError(
                 f"No model file at {str(path) if str(path).strip() else '(empty)'}.",
                 "Choose a TorchScript file, a torch.export archive (.pt2), or a weights file with its JSON spec.",
             )
         p = p.resolve()
-        key = (str(p), p.stat().st_mtime_ns)
+        key = (str(p), choice if folder else "", p.stat().st_mtime_ns)
         with self._lock:  # one load per file even when two workers ask at once
             if key not in self._models:
-                for old in [k for k in self._models if k[0] == key[0]]:
+                for old in [k for k in self._models if k[:2] == key[:2]]:
                     del self._models[old]  # an older version of the same file
                 while len(self._models) >= self.size:
                     del self._models[next(iter(self._models))]
-                self._models[key] = load_model(p)
+                if folder:
+                    from napari_xai.engine.models.folders import choice_by_label
+
+                    self._models[key] = choice_by_label(p, choice).load()
+                else:
+                    self._models[key] = load_model(p)
             return self._models[key]
 
     def clear(self) -> None:

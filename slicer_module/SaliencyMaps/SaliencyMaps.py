@@ -129,7 +129,9 @@ class SaliencyMapsParameterNode:
     The parameters needed by module.
 
     inputVolume - The scan to explain.
-    modelPath - Model file: TorchScript, torch.export archive (.pt2), or weights / JSON spec; "" when none.
+    modelPath - Model file: TorchScript, torch.export archive (.pt2), or weights / JSON spec; or a model folder
+        (MONAI bundle, nnU-Net results); "" when none.
+    modelChoice - For a model folder: which of its models (an nnU-Net fold or the average of folds, per configuration).
     method - Attribution method (from the engine's catalogue).
     targetClass - Class index or label name; empty: the model's predicted class.
     regionSegmentation - Optional segmentation holding the region (segmentation networks).
@@ -147,6 +149,7 @@ class SaliencyMapsParameterNode:
     # ctkPathLineEdit connector would show "." in an empty box). The path box is
     # bound by the widget (_onModelPathChanged / _syncModelPath).
     modelPath: str = ""
+    modelChoice: str = ""
     method: SaliencyMethod = DEFAULT_METHOD
     targetClass: str = ""
     regionSegmentation: vtkMRMLSegmentationNode
@@ -225,6 +228,8 @@ class SaliencyMapsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.reportButton.connect("clicked(bool)", self.onReportButton)
         self.ui.regionSegmentComboBox.connect("currentIndexChanged(int)", self.onRegionSegmentChanged)
         self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self._onModelPathChanged)
+        self.ui.modelFolderButton.connect("clicked(bool)", self.onModelFolderButton)
+        self.ui.modelChoiceComboBox.connect("currentTextChanged(QString)", self._onModelChoiceChanged)
         self._setupTrustSection()
 
         self.initializeParameterNode()
@@ -262,7 +267,7 @@ class SaliencyMapsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         try:
             with slicer.util.tryWithErrorDisplay(_("Failed to evaluate the map."), waitCursor=True):
                 pending = self.logic.prepareEvaluation(
-                    pn.inputVolume, modelPathText(pn.modelPath), [pn.outputVolume],
+                    pn.inputVolume, self.logic.parameterNodeModel(pn), [pn.outputVolume],
                     maskSegmentation=pn.regionSegmentation, maskSegmentId=pn.regionSegmentId,
                     settings={"sanity_steps": 1}, memoryBudgetMB=pn.memoryBudgetMB,
                 )
@@ -379,8 +384,8 @@ class SaliencyMapsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not pn or not pn.inputVolume:
             return _("Select an input volume.")
         modelPath = modelPathText(pn.modelPath)
-        if not modelPath or not pathlib.Path(modelPath).is_file():
-            return _("Select a model file.")
+        if not modelPath or not (pathlib.Path(modelPath).is_file() or self.ui.modelChoiceComboBox.count):
+            return _("Select a model file or folder.")
         if pn.outputVolume is not None and pn.outputVolume.GetID() == pn.inputVolume.GetID():
             return _("The map volume is the input volume: choose another map volume, or 'None' to create one.")
         return ""
@@ -409,6 +414,49 @@ class SaliencyMapsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             wasBlocked = box.blockSignals(True)
             box.currentPath = text
             box.blockSignals(wasBlocked)
+        self._syncModelChoices(text)
+
+    def onModelFolderButton(self) -> None:
+        import qt
+
+        folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), _("Model folder (MONAI bundle, nnU-Net results)"))
+        if folder and self._parameterNode is not None:
+            self._parameterNode.modelPath = str(folder)
+
+    def _syncModelChoices(self, path: str) -> None:
+        """The folder's models (``engine/models/folders.py``) in the "Load" menu; hidden for a model file."""
+        from napari_xai.engine import XAIError
+        from napari_xai.engine.models.folders import folder_choices
+
+        combo = self.ui.modelChoiceComboBox
+        choices, problem = [], ""
+        if path and pathlib.Path(path).is_dir():
+            try:
+                choices = folder_choices(path)
+            except XAIError as exc:
+                problem = str(exc)
+        labels = [c.label for c in choices]
+        if [combo.itemText(i) for i in range(combo.count)] != labels:
+            wasBlocked = combo.blockSignals(True)
+            combo.clear()
+            for label in labels:
+                combo.addItem(label)
+            combo.blockSignals(wasBlocked)
+        chosen = self._parameterNode.modelChoice
+        if labels and chosen not in labels:
+            chosen = labels[0]
+        if labels and combo.currentText != chosen:
+            wasBlocked = combo.blockSignals(True)
+            combo.currentIndex = labels.index(chosen)
+            combo.blockSignals(wasBlocked)
+        described = {c.label: c.description for c in choices}
+        combo.toolTip = described.get(chosen, problem)
+        combo.visible = self.ui.modelChoiceLabel.visible = bool(labels)
+        self.ui.modelPathLineEdit.toolTip = problem or described.get(chosen, self.ui.modelPathLineEdit.toolTip)
+
+    def _onModelChoiceChanged(self, text) -> None:
+        if self._parameterNode is not None and text and self._parameterNode.modelChoice != text:
+            self._parameterNode.modelChoice = str(text)
 
     # Method parameters, built from the engine's registry spec
 
@@ -812,16 +860,25 @@ class SaliencyMapsLogic(ScriptedLoadableModuleLogic):
         return get_method(method.value if isinstance(method, enum.Enum) else str(method))
 
     @staticmethod
-    def loadModel(modelPath):
+    def parameterNodeModel(pn):
+        """The parameter node's model: its file's path (loaded when used), or its folder's chosen model, loaded."""
+        modelPath = modelPathText(pn.modelPath)
+        if modelPath and pathlib.Path(modelPath).is_dir():
+            return SaliencyMapsLogic.loadModel(modelPath, pn.modelChoice)
+        return modelPath
+
+    @staticmethod
+    def loadModel(modelPath, modelChoice=""):
         """Load a model file safely (no arbitrary unpickling), through the engine's shared, lock-guarded model cache.
 
         The cache (``napari_xai.session.models.MODELS``) is keyed by the file's
         path and modification time, so an edited file loads again; the worker
-        thread of a run and the main thread share it.
+        thread of a run and the main thread share it. A folder (MONAI bundle,
+        nnU-Net results) loads its model labelled ``modelChoice`` (default its first).
         """
         from napari_xai.session.models import MODELS
 
-        return MODELS.get(modelPath or "")
+        return MODELS.get(modelPath or "", modelChoice)
 
     @staticmethod
     def regionMask(segmentationNode, segmentId, inputVolume):
@@ -904,7 +961,7 @@ class SaliencyMapsLogic(ScriptedLoadableModuleLogic):
             raise ImageError("No input volume is selected.", "Select the scan to explain as the input volume.")
         return self.estimate(
             pn.inputVolume,
-            modelPathText(pn.modelPath),
+            self.parameterNodeModel(pn),
             pn.method,
             target=params.parse_target(pn.targetClass),
             region=self.regionMask(pn.regionSegmentation, pn.regionSegmentId, pn.inputVolume),
@@ -1059,7 +1116,7 @@ class SaliencyMapsLogic(ScriptedLoadableModuleLogic):
 
         pending = self.prepareMap(
             pn.inputVolume,
-            modelPath,
+            self.parameterNodeModel(pn),
             pn.method,
             target=params.parse_target(pn.targetClass),
             regionSegmentation=pn.regionSegmentation,

@@ -493,6 +493,10 @@ class QFileDialog(QWidget):
     def getSaveFileName(*args):
         return QFileDialog.answer
 
+    @staticmethod
+    def getExistingDirectory(*args):
+        return QFileDialog.answer
+
 
 class QTimer(QObject):
     """Qt's QTimer (``qtimer.h``): ``interval`` and ``singleShot`` properties, ``timeout`` signal, ``start``/``stop``/``isActive``.

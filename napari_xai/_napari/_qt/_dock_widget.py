@@ -28,6 +28,7 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
     QListWidget,
     QListWidgetItem,
@@ -49,6 +50,7 @@ from .._layers import PROVENANCE_KEY, is_result_layer, scan_from_layer
 
 #: Model menu entry that opens a file dialog.
 _OPEN_FILE = "Open model file…"
+_OPEN_FOLDER = "Open model folder (MONAI bundle, nnU-Net)…"
 
 
 def _same_model(a: Any, b: Any) -> bool:
@@ -112,11 +114,14 @@ class XAIWidget(QWidget):
         form.addRow("image", self.image_combo.native)
 
         self.model_combo = QComboBox()
-        self.model_combo.setToolTip("A bundled sample model, or a model file (.pt2, TorchScript, weights + JSON spec).")
+        self.model_combo.setToolTip(
+            "A bundled sample model, a model file (.pt2, TorchScript, weights + JSON spec), or a MONAI bundle / nnU-Net results folder."
+        )
         samples = models.sample_models()
         for name, path in samples.items():
             self.model_combo.addItem(f"sample: {name}", str(path))
         self.model_combo.addItem(_OPEN_FILE, None)
+        self.model_combo.addItem(_OPEN_FOLDER, None)
         default = models.default_sample_model(samples)
         if default is not None:
             self.model_combo.setCurrentIndex(self.model_combo.findData(str(default)))
@@ -305,8 +310,34 @@ class XAIWidget(QWidget):
                 self.model_combo.setCurrentIndex(i)
                 return
         value = str(model) if isinstance(model, (str, os.PathLike)) else model
-        self.model_combo.insertItem(self.model_combo.count() - 1, label or models.model_label(model), value)
-        self.model_combo.setCurrentIndex(self.model_combo.count() - 2)
+        at = self.model_combo.findText(_OPEN_FILE)  # new models go above the two "Open…" entries
+        self.model_combo.insertItem(at, label or models.model_label(model), value)
+        self.model_combo.setCurrentIndex(at)
+
+    def open_model_folder(self, path: str | os.PathLike, label: str | None = None) -> bool:
+        """Load a MONAI bundle or nnU-Net folder and select it; ``label`` picks the fold / configuration, else the user does.
+
+        The choices and what each loads come from the engine (``engine/models/folders.py``);
+        errors go to the status line. Returns whether a model was loaded.
+        """
+        from napari_xai.engine.models.folders import choice_by_label, folder_choices
+
+        try:
+            choices = folder_choices(path)
+            if label is None and len(choices) > 1:
+                picked, ok = QInputDialog.getItem(self, "Model folder", f"{Path(path).name}: load", [c.label for c in choices], 0, False)
+                if not ok:
+                    return False
+                label = picked
+            choice = choice_by_label(path, label or "")
+            loaded = choice.load()
+        except XAIError as exc:
+            self._fail(exc)
+            return False
+        self.set_model(loaded, f"{Path(path).name}: {choice.label}" if len(choices) > 1 else Path(path).name)
+        self.model_combo.setItemData(self.model_combo.currentIndex(), choice.description, Qt.ToolTipRole)
+        self.status.setText(f"Loaded {choice.description}.")
+        return True
 
     def set_checked_compare_methods(self, names: list[str]) -> None:
         """Tick exactly these methods in the compare list."""
@@ -330,7 +361,11 @@ class XAIWidget(QWidget):
             path, _ = QFileDialog.getOpenFileName(self, "Model file", "", "Models (*.pt2 *.pt *.pth *.ts *.safetensors *.json);;All files (*)")
             if path:
                 self.set_model(path)
-            elif self.model_combo.count() > 1:
+            elif self.model_combo.count() > 2:
+                self.model_combo.setCurrentIndex(0)
+        elif self.model_combo.itemData(index) is None and self.model_combo.itemText(index) == _OPEN_FOLDER:
+            path = QFileDialog.getExistingDirectory(self, "Model folder (MONAI bundle, nnU-Net results)")
+            if not (path and self.open_model_folder(path)) and self.model_combo.count() > 2:
                 self.model_combo.setCurrentIndex(0)
 
     def _on_method_changed(self, *_: Any) -> None:
