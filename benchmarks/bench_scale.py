@@ -48,6 +48,12 @@ METHODS = {
     "occlusion": {"window": 32, "stride": 32},
     "rise": {"n_masks": 64, "grid": 8},
 }
+#: Fewer passes where the machine is too slow for the defaults above (2 shared cores): the windows run in
+#: groups sized by the budget, so the peak does not grow with the number of passes, only the time does.
+SIZE_PARAMS = {
+    "128": {"integrated_gradients": {"steps": 4}, "occlusion": {"window": 64, "stride": 64}, "rise": {"n_masks": 4}},
+    "256": {"occlusion": {"window": 64, "stride": 64}, "rise": {"n_masks": 8}},
+}
 #: The nnU-Net-style network's plans (small enough for a 2-core CPU; nnU-Net's own planner sizes them for a GPU).
 NNUNET_ARCH = {"n_stages": 4, "features_per_stage": [8, 16, 32, 64], "kernel_sizes": [[3, 3, 3]] * 4,
                "strides": [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2]], "n_conv_per_stage": [2, 2, 2, 2],
@@ -141,7 +147,7 @@ def run_case(size: str, method: str, windows: bool, roi: int, budget: int, threa
         if windows:
             spec["sliding_window"] = sw
     module = net.module if net_name == "nnunet" else net
-    params = {**METHODS[method], **(params or {})}
+    params = {**METHODS[method], **SIZE_PARAMS.get(size, {}).get(method, {}), **(params or {})}
     gc.collect()
     baseline_kb = current_rss_kb()  # what is resident now: libraries, weights, the scan (not generation temporaries)
     out = {"net": net_name, "size": size, "shape": list(shape), "method": method, "params": params, "windows": windows,
