@@ -121,7 +121,10 @@ def apply_intensity(arr: np.ndarray, intensity: dict) -> np.ndarray:
         return a
     if kind == "window":
         lo = float(intensity["center"]) - float(intensity["width"]) / 2
-        return (np.clip(a, lo, lo + float(intensity["width"])) - lo) / float(intensity["width"])
+        out = np.clip(a, lo, lo + float(intensity["width"]))  # a new array (never the input), then in place:
+        out -= lo  # one volume-sized buffer instead of three (a 512 x 512 x 300 CT: 315 MiB each)
+        out /= float(intensity["width"])
+        return out
     if kind == "scale":
         return (a - float(intensity.get("offset", 0.0))) * float(intensity.get("scale", 1.0))
     if kind == "minmax":

@@ -41,7 +41,7 @@ from ..budget import activation_bytes, gradient_budget
 from ..errors import MemoryBudgetError, ModelError, XAIError
 from ..models.loading import LoadedModel
 from ..models.spec import ModelSpec
-from ..sliding_window import WindowPlan, check_window_output, count_map, importance_map, pad_volume, plan_windows, window_batches
+from ..sliding_window import WindowPlan, check_window_output, importance_map, pad_volume, plan_windows, window_batches
 from ..targets import ResolvedTarget, resolve_target
 from .grad_cam import upsample
 
@@ -410,9 +410,25 @@ class WindowedModel:
                 weighted = upsample((w * store["activation"]).sum(dim=1, keepdim=True), self.plan.roi)
                 for j, i in enumerate(group):
                     cam[self.plan.window(i)] += weighted[j, 0] * self.weights
-            cam /= count_map(self.plan, self.weights)  # in place: one volume-sized buffer less
+            self._divide_by_count(cam)
             cam = cam[self.plan.crop()]
             return torch.relu_(cam) if relu else cam
+
+    def _divide_by_count(self, blended: torch.Tensor) -> None:
+        """Divide a blended volume on the padded grid by the windows' summed importance, in place, slab by slab.
+
+        The count map is made for one slab (half a window deep) at a time, so
+        no second volume-sized buffer is held (on 512 x 512 x 300, 315 MiB).
+        """
+        depth = max(1, self.plan.roi[0] // 2)
+        rest = tuple(slice(0, n) for n in self.plan.padded_shape[1:])
+        for z in range(0, self.plan.padded_shape[0], depth):
+            box = (slice(z, min(z + depth, self.plan.padded_shape[0])),) + rest
+            total = torch.zeros(tuple(b.stop - b.start for b in box), dtype=self.weights.dtype, device=self.weights.device)
+            for i in self.plan.overlapping(box):
+                src, dst = _intersection(self.plan.window(i), box)
+                total[dst] += self.weights[src]
+            blended[box] /= total
 
 
 def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
