@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             widget.run()
         deadline = time.monotonic() + args.timeout
-        while widget.is_running and time.monotonic() < deadline:
+        while widget.busy and time.monotonic() < deadline:  # the run, then the steps that show its result
             QApplication.processEvents()
             time.sleep(0.02)
         for _ in range(20):
