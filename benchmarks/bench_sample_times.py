@@ -9,7 +9,9 @@ axial slice. The engine's own estimate (``engine.estimate``, from a timed
 probe pass) is taken just before each run and printed beside it with the
 ratio measured / estimated. A run longer than ``--cap`` seconds is stopped
 there and its time extrapolated from the fraction of its passes done (marked
-"~"). The 1-minute load average before each run is printed with it, since
+"~"; for a method in stages, such as LIME's supervoxels and then its
+samples, from the last stage's fraction; an adaptive method, HiPe, is
+reported as stopped, not extrapolated). The 1-minute load average before each run is printed with it, since
 wall times on a shared machine follow the load. Prints a Markdown table;
 ``--json`` appends one JSON line per method to a file.
 """
@@ -61,11 +63,15 @@ def main() -> int:
             print(f"| {name} | | n/a: {str(exc).splitlines()[0][:80]} | | | {load:.1f} |", flush=True)
             continue
         t0 = time.perf_counter()
-        fraction, done, error = 0.0, False, None
+        fraction, done, error, passes_done = 0.0, False, None, 0
+        stage_start = 0.0  # a method with stages (LIME's supervoxels, then its samples) restarts its fraction at each
         gen = explain_iter(model, scan, name)
         try:
             for event in gen:
-                fraction = max(fraction, event.fraction)
+                if event.fraction < fraction:
+                    stage_start = time.perf_counter() - t0
+                fraction = event.fraction
+                passes_done = max(passes_done, int(event.done))
                 if time.perf_counter() - t0 > args.cap and fraction > 0:
                     break
             else:
@@ -75,22 +81,26 @@ def main() -> int:
         finally:
             gen.close()
         elapsed = time.perf_counter() - t0
-        seconds = elapsed if done else (elapsed / fraction if fraction > 0 else float("nan"))
+        # an adaptive method's (HiPe's) progress is per depth: its total is not extrapolated
+        adaptive = guess.approximate
+        # the last stage is extrapolated from its own fraction, after the earlier stages' time
+        seconds = elapsed if done else (stage_start + (elapsed - stage_start) / fraction if fraction > 0 and not adaptive else float("nan"))
         passes = f"{guess.forward_passes} + {guess.backward_passes}"
         if error:
             shown = f"n/a: {error}"
         elif done:
             shown = format_seconds(elapsed)
+        elif adaptive:
+            shown = f"> {format_seconds(elapsed)} (stopped after {passes_done} passes; adaptive, not extrapolated)"
         else:
-            shown = f"~{format_seconds(seconds)} (from {fraction:.0%} in {elapsed:.0f} s)"
+            shown = f"~{format_seconds(seconds)} (from {fraction:.0%} of its last stage in {elapsed:.0f} s)"
         ratio = seconds / guess.seconds if guess.seconds > 0 else float("nan")
         bound = " (bound)" if guess.approximate else ""
         print(f"| {name} | {passes} | {shown} | {format_seconds(guess.seconds)}{bound} | {ratio:.2f} | {load:.1f} |", flush=True)
         if args.json:
             row = {
-                "model": args.model, "method": name, "seconds": seconds, "complete": done, "fraction": fraction,
-                "elapsed": elapsed, "error": error, "load": load, "threads": torch.get_num_threads(), **guess.to_dict(),
-                "estimate_seconds": guess.seconds,
+                "model": args.model, "method": name, "seconds": seconds, "complete": done, "fraction": fraction, "passes_done": passes_done,
+                "elapsed": elapsed, "error": error, "load": load, "threads": torch.get_num_threads(), "estimate": guess.to_dict(),
             }
             with args.json.open("a") as fh:
                 fh.write(json.dumps(row) + "\n")

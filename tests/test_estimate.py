@@ -131,3 +131,28 @@ def test_counted_forward_passes_match_the_run(method, params, monkeypatch):
     explain(net, vol, method, **params)
     # batched methods also run the planner's one activation-measuring pass, which the estimate leaves out
     assert est.forward_passes <= count[0] <= est.forward_passes + 1
+
+
+def test_forward_only_methods_are_timed_at_the_batch_the_time_slice_allows():
+    """A pass that fills the run's time slice runs one sample per batch: the estimate uses that cost, not a batch's."""
+    import time
+
+    import torch
+
+    from napari_xai.engine.budget import SLICE_SECONDS
+
+    class Slow(torch.nn.Module):
+        """A classifier whose every call takes at least 0.2 s, whatever the batch (so a batch of 8 costs 0.025 s a sample)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = make_net(3)
+
+        def forward(self, x):
+            time.sleep(0.2)
+            return self.net(x)
+
+    assert SLICE_SECONDS < 2 * 0.2  # one pass fills more than half the slice: the run's batches hold one sample
+    est = estimate(Slow(), random_volume(), "rise", n_masks=60)
+    assert est.forward_seconds >= 0.2
+    assert est.seconds >= 60 * 0.2

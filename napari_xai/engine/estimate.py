@@ -21,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .budget import BatchPlanner, activation_bytes, default_budget_mb
+from .budget import SLICE_SECONDS, BatchPlanner, activation_bytes, default_budget_mb
 from .checkpointing import CHECKPOINTED_METHODS, plan_checkpointing
 from .errors import MemoryBudgetError, MethodError, TargetError, XAIError
 from .image import as_scan
@@ -242,10 +242,13 @@ def estimate(
         counter = _PASSES.get(method_spec.name)
         fwd, bwd = counter(checked, shape, 0) if counter else ((1, 1) if gradients else (1, 0))
         if not gradients and problem is None and loaded.max_batch is None and fwd > 50:
-            # forward-only methods run batches: time the per-sample cost of one
-            batch = int(min(8, max(1, (budget * 2**20) // max(per_sample, 1))))
-            if batch > 1:
-                t_fwd = min(t_fwd, _time_forward(module, probe, batch))
+            # forward-only methods run batches, sized to a time slice (budget.BatchPlanner): time
+            # the per-sample cost of the batch the run will use (one sample when one pass fills
+            # the slice, as on a slow CPU), not of a larger, more efficient one
+            t_one = _time_forward(module, probe, 1)
+            memory_cap = max(1, (budget * 2**20) // max(per_sample, 1))
+            batch = int(max(1, min(8, memory_cap, SLICE_SECONDS // max(t_one, 1e-6))))
+            t_fwd = min(t_fwd, t_one if batch == 1 else _time_forward(module, probe, batch))
         t_bwd = 3 * t_fwd
         if gradients and problem is None and checkpointing is None and (bwd > 1 or plan is not None):
             # the first backward pass pays one-off costs (kernel selection): time a second one too
