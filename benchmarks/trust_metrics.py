@@ -4,6 +4,7 @@
     python benchmarks/trust_metrics.py --model shortcut --fast       # the one-pass methods, the shortcut model
     python benchmarks/trust_metrics.py --model lesion --method lime  # one method (repeatable)
     python benchmarks/trust_metrics.py --render                      # the markdown tables from what was measured
+    python benchmarks/trust_metrics.py --render --write              # ... written into docs/methods.md
 
 Each method runs at its registry defaults (the GUI's) through
 :func:`napari_xai.engine.explain` for the class "lesion" on the sample scan
@@ -19,7 +20,9 @@ model, cascading, and the top layer alone). A method whose own run takes
 longer than ``--sanity-max-seconds`` gets no sanity check (its reruns would
 take that long each); the table says so. Each method's result is written to
 ``--out-dir`` as JSON as soon as it is measured, so a long table can be
-measured in several runs (``--render`` reads them all). CPU, two threads.
+measured in several runs (``--render`` reads them all, and gives every
+registered method a row on the lesion classifier: a method not measured, or
+one that makes an image rather than a map, says so). CPU, two threads.
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ from napari_xai.engine.progress import run_to_end  # noqa: E402
 #: One forward and one backward pass each (the table's "fast methods").
 FAST = ("vanilla_gradient", "input_x_gradient", "guided_backprop", "deconvnet", "deeplift", "lrp", "grad_cam", "grad_cam_pp", "guided_grad_cam")
 MODELS = {"lesion": "lesion classifier (clean)", "shortcut": "shortcut classifier (reads the marker)"}
-DEFAULT_OUT = Path(os.environ.get("TMPDIR", "/tmp")) / "napari_xai_trust_metrics"
+#: Where the measured records live (committed: docs/methods.md's tables are ``--render`` of them, and a test checks that).
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "trust_metrics"
 
 
 def map_methods() -> list[str]:
@@ -140,20 +144,49 @@ HEADER = (
 
 
 def render(out_dir: Path) -> str:
-    """Markdown tables of every measured record, one per model, in registry order."""
-    order = {name: i for i, name in enumerate(map_methods())}
-    records = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(out_dir.glob("*.json"))]
+    """Markdown tables of every measured record, one per model, in registry order.
+
+    The lesion classifier's table has a row for every registered method: a
+    map method without a record says it was not measured, an
+    activation-maximisation method that it makes an image, not a map.
+    """
+    specs = list_methods()
+    order = {s.name: i for i, s in enumerate(specs)}
+    records = {(r["model"], r["method"]): r for r in (json.loads(p.read_text(encoding="utf-8")) for p in sorted(Path(out_dir).glob("*.json")))}
     parts = []
     for model, title in MODELS.items():
-        rows = sorted((r for r in records if r["model"] == model), key=lambda r: order.get(r["method"], len(order)))
-        if not rows:
+        if model == "lesion":
+            names = [s.name for s in specs]
+        else:
+            names = sorted((m for k, m in records if k == model), key=lambda m: order.get(m, len(order)))
+        if not names:
             continue
         parts.append(f"{title[0].upper()}{title[1:]}:\n")
         parts.append("| " + " | ".join(HEADER) + " |")
         parts.append("| --- " * len(HEADER) + "|")
-        parts += ["| " + " | ".join(row_cells(r)) + " |" for r in rows]
+        for name in names:
+            record = records.get((model, name))
+            if record is not None:
+                cells = row_cells(record)
+            elif name not in map_methods():
+                cells = [f"`{name}`", "no map metrics: it makes an image (what the model responds to), not a map of the scan"] + [""] * 5
+            else:
+                cells = [f"`{name}`", f"not measured yet (`python benchmarks/trust_metrics.py --model {model} --method {name}`)"] + [""] * 5
+            parts.append("| " + " | ".join(cells) + " |")
         parts.append("")
     return "\n".join(parts)
+
+
+GUIDE = Path(__file__).resolve().parents[1] / "docs" / "methods.md"
+START, END = "<!-- trust-metrics-tables: start (python benchmarks/trust_metrics.py --render --write) -->", "<!-- trust-metrics-tables: end -->"
+
+
+def write_guide(tables: str, guide: Path = GUIDE) -> None:
+    """Put the tables between the guide's markers (everything else unchanged)."""
+    text = guide.read_text(encoding="utf-8")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    guide.write_text(f"{head}{START}\n\n{tables.strip()}\n\n{END}{tail}", encoding="utf-8")
 
 
 def main() -> None:
@@ -167,9 +200,13 @@ def main() -> None:
     parser.add_argument("--sanity-max-seconds", type=float, default=60.0, help="no sanity check for a method whose run takes longer (default 60)")
     parser.add_argument("--out-dir", default=str(DEFAULT_OUT), help=f"one JSON per model and method (default {DEFAULT_OUT})")
     parser.add_argument("--render", action="store_true", help="print the markdown tables of what --out-dir holds, and stop")
+    parser.add_argument("--write", action="store_true", help="with --render: write them into docs/methods.md between its markers")
     args = parser.parse_args()
     if args.render:
-        print(render(Path(args.out_dir)))
+        tables = render(Path(args.out_dir))
+        if args.write:
+            write_guide(tables)
+        print(tables)
         return
     torch.set_num_threads(2)
     methods = list(args.method or [])

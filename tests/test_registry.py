@@ -68,3 +68,22 @@ def test_method_guide_covers_every_registered_method():
     guide = (Path(__file__).resolve().parents[1] / "docs" / "methods.md").read_text(encoding="utf-8")
     missing = [m.name for m in list_methods() if f"`{m.name}`" not in guide]
     assert not missing, f"docs/methods.md does not describe {missing}"
+
+
+def test_method_guide_has_a_measured_trust_metrics_row_for_every_method():
+    """docs/methods.md's metric tables are benchmarks/trust_metrics.py's rendering of its committed records, a row per method."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "trust_metrics.py"
+    spec = importlib.util.spec_from_file_location("trust_metrics_benchmark", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    guide = bench.GUIDE.read_text(encoding="utf-8")
+    section = guide.split(bench.START, 1)[1].split(bench.END, 1)[0]
+    assert section.strip() == bench.render(bench.DEFAULT_OUT).strip(), "rerun: python benchmarks/trust_metrics.py --render --write"
+    lesion_table, _, shortcut_table = section.partition("Shortcut classifier")
+    for m in list_methods():
+        assert f"| `{m.name}` |" in lesion_table, m.name
+    measured = [m.name for m in list_methods() if f"| `{m.name}` |" in shortcut_table]
+    assert {"vanilla_gradient", "grad_cam"} <= set(measured)
