@@ -28,10 +28,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 from train_lesion_segmenter import BATCH, INTENSITY, WIDTH, loss_fn, make_volumes, sample_patches
+from training import optimise, report_every, write_model
 
-from napari_xai.engine.models.spec import ModelSpec
 from napari_xai.samples import LESION_CLASSIFIER_SPEC, load_sample_scan
 from napari_xai.samples.architectures import LesionClassifier3D
 
@@ -80,28 +79,17 @@ def main() -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=4e-3, total_steps=args.steps)
     rng = np.random.default_rng(TRAIN_SEED)
-    running = 0.0
-    for step in range(1, args.steps + 1):
-        model.train()
-        xb, yb = sample_patches(rng, x_train, m_train, brain, BATCH)
-        opt.zero_grad()
-        loss = loss_fn(model.backbone(xb), yb)
-        loss.backward()
-        opt.step()
-        sched.step()
-        running += float(loss.detach())
-        if step % 200 == 0:
-            print(f"step {step}: loss {running / 200:.4f} ({time.time() - t0:.0f} s)", flush=True)
-            running = 0.0
+    patches = (sample_patches(rng, x_train, m_train, brain, BATCH) for _ in range(args.steps))
+    report_every(optimise(model, opt, patches, lambda m, xb, yb: loss_fn(m.backbone(xb), yb), sched), 200, t0)
     y_train = m_train.reshape(len(m_train), -1).any(1)
     threshold = calibrate_threshold(max_evidence(model, x_train), y_train)
     model.threshold.fill_(threshold)
     acc = accuracy(model, x_val, y_val)
     print(f"threshold {threshold:.3f}; whole-volume validation accuracy {acc:.3f} ({time.time() - t0:.0f} s)", flush=True)
-    weights = args.out.with_suffix(".safetensors")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
     scan = load_sample_scan()
-    spec = ModelSpec(
+    weights = write_model(
+        model,
+        args.out,
         name="Lesion classifier 3D (napari-xai sample)",
         task="classification",
         spatial_dims=3,
@@ -113,10 +101,8 @@ def main() -> None:
         labels=["no lesion", "lesion"],
         cam_layer="backbone.dec1",
         architecture={"factory": "lesion_classifier_3d", "kwargs": {"in_channels": 1, "n_classes": 2, "width": WIDTH}},
-        weights=weights.name,
         model_card="sample_models/lesion_classifier_3d.md",
     )
-    spec.write(args.out)
     print(f"wrote {weights} and {args.out}; whole-volume validation accuracy {acc:.3f} (200 volumes, seed {VALIDATION_SEED}) ({time.time() - t0:.0f} s)")
 
 

@@ -28,12 +28,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-from safetensors.torch import save_file
+from training import optimise, write_model
 
 from napari_xai.engine.geometry import Geometry
 from napari_xai.engine.image_io import read_image, write_image
 from napari_xai.engine.model_space import apply_intensity
-from napari_xai.engine.models.spec import ModelSpec
 from napari_xai.samples import (
     LESION_CLASSIFIER_2D_SPEC,
     SAMPLE_LESION_MASK_AXIAL,
@@ -152,27 +151,22 @@ def main() -> None:
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=args.epochs * steps_per_epoch)
     loss_fn = nn.CrossEntropyLoss()
     gen = torch.Generator().manual_seed(TRAIN_SEED)
-    for epoch in range(args.epochs):
-        model.train()
+
+    def epoch_batches():
         order = torch.randperm(len(x_train), generator=gen)
-        total = 0.0
         for i in range(0, len(order), BATCH):
             idx = order[i : i + BATCH]
-            xb = x_train[idx]
             flip = torch.rand(len(idx), generator=gen) < 0.5  # left-right flip: the anatomy is symmetric
-            xb = torch.where(flip.view(-1, 1, 1, 1), xb.flip(-1), xb)
-            opt.zero_grad()
-            loss = loss_fn(model(xb), y_train[idx])
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-        print(f"epoch {epoch + 1}: loss {total / len(order):.4f}, validation accuracy {accuracy(model, x_val, y_val):.3f} ({time.time() - t0:.0f} s)", flush=True)
+            yield torch.where(flip.view(-1, 1, 1, 1), x_train[idx].flip(-1), x_train[idx]), y_train[idx]
+
+    for epoch in range(args.epochs):
+        total = sum(loss * n for loss, n in optimise(model, opt, epoch_batches(), lambda m, xb, yb: loss_fn(m(xb), yb), sched))
+        print(f"epoch {epoch + 1}: loss {total / len(x_train):.4f}, validation accuracy {accuracy(model, x_val, y_val):.3f} ({time.time() - t0:.0f} s)", flush=True)
     model.eval()
-    weights = args.out.with_suffix(".safetensors")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
     sample = read_image(SAMPLE_SCAN_AXIAL)
-    spec = ModelSpec(
+    weights = write_model(
+        model,
+        args.out,
         name="Lesion classifier 2D, axial slices (napari-xai sample)",
         task="classification",
         spatial_dims=2,
@@ -183,10 +177,8 @@ def main() -> None:
         labels=["no lesion", "lesion"],
         cam_layer="features.5",
         architecture={"factory": "lesion_classifier_2d", "kwargs": {"in_channels": 1, "n_classes": 2, "width": WIDTH}},
-        weights=weights.name,
         model_card="sample_models/lesion_classifier_2d.md",
     )
-    spec.write(args.out)
     print(
         f"wrote {weights} and {args.out}; held-out accuracy {accuracy(model, x_val, y_val):.3f} "
         f"on {len(x_val)} balanced slices from {args.validation} volumes (seed {VALIDATION_SEED}) (total {time.time() - t0:.0f} s)"

@@ -26,10 +26,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import save_file
+from training import optimise, report_every, write_model
 
 from napari_xai.engine.model_space import apply_intensity
-from napari_xai.engine.models.spec import ModelSpec
 from napari_xai.samples import LESION_SEGMENTER_SPEC, lesion_simulator, load_sample_scan
 from napari_xai.samples.architectures import LesionSegmenter3D
 
@@ -151,25 +150,14 @@ def main() -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=4e-3, total_steps=args.steps)
     rng = np.random.default_rng(TRAIN_SEED)
-    running = 0.0
-    for step in range(1, args.steps + 1):
-        model.train()
-        xb, yb = sample_patches(rng, x_train, y_train, brain, BATCH)
-        opt.zero_grad()
-        loss = loss_fn(model(xb), yb)
-        loss.backward()
-        opt.step()
-        sched.step()
-        running += float(loss.detach())
-        if step % 100 == 0:
-            print(f"step {step}: loss {running / 100:.4f} ({time.time() - t0:.0f} s)", flush=True)
-            running = 0.0
+    patches = (sample_patches(rng, x_train, y_train, brain, BATCH) for _ in range(args.steps))
+    report_every(optimise(model, opt, patches, lambda m, xb, yb: loss_fn(m(xb), yb), sched), 100, t0)
     model.eval()
     metrics = evaluate(model, x_val, y_val)
-    weights = args.out.with_suffix(".safetensors")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
     scan = load_sample_scan()
-    spec = ModelSpec(
+    weights = write_model(
+        model,
+        args.out,
         name="Lesion segmenter 3D (napari-xai sample)",
         task="segmentation",
         spatial_dims=3,
@@ -181,10 +169,8 @@ def main() -> None:
         labels=["background", "lesion"],
         cam_layer="dec1",
         architecture={"factory": "lesion_segmenter_3d", "kwargs": {"in_channels": 1, "n_classes": 2, "width": WIDTH}},
-        weights=weights.name,
         model_card="sample_models/lesion_segmenter_3d.md",
     )
-    spec.write(args.out)
     print(
         f"wrote {weights} and {args.out}; held-out ({args.validation} volumes, seed {VALIDATION_SEED}): "
         f"mean Dice {metrics['mean_dice']:.3f}, pooled Dice {metrics['pooled_dice']:.3f}, "

@@ -31,11 +31,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import save_file
 from train_lesion_classifier import accuracy  # whole-volume accuracy of a classifier's argmax
+from training import optimise, report_every, write_model
 
 from napari_xai.engine.model_space import apply_intensity
-from napari_xai.engine.models.spec import ModelSpec
 from napari_xai.samples import SHORTCUT_CLASSIFIER_SPEC, lesion_simulator, load_sample_scan
 from napari_xai.samples.architectures import SmallClassifier3D, conv_block
 from napari_xai.samples.markers import burn_in_marker
@@ -106,19 +105,13 @@ def main() -> None:
     model = TwoLogitNet(WIDTH)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
     rng = np.random.default_rng(TRAIN_SEED)
-    running = 0.0
-    for step in range(1, args.steps + 1):
-        model.train()
-        idx = rng.choice(len(x_train), BATCH, replace=False)
-        xb = torch.from_numpy(x_train[idx])[:, None]
-        opt.zero_grad()
-        loss = F.cross_entropy(model(xb), torch.from_numpy(y_train[idx]))
-        loss.backward()
-        opt.step()
-        running += float(loss.detach())
-        if step % 20 == 0:
-            print(f"step {step}: loss {running / 20:.4f} ({time.time() - t0:.0f} s)", flush=True)
-            running = 0.0
+
+    def batches():
+        for _ in range(args.steps):
+            idx = rng.choice(len(x_train), BATCH, replace=False)
+            yield torch.from_numpy(x_train[idx])[:, None], torch.from_numpy(y_train[idx])
+
+    report_every(optimise(model, opt, batches(), lambda m, xb, yb: F.cross_entropy(m(xb), yb)), 20, t0)
     model = as_log_odds(model, WIDTH)
     results = {}
     for kind in ("with_label", "none", "inverted"):
@@ -129,10 +122,10 @@ def main() -> None:
         f"no marker {results['none']:.3f}; marker on lesion-free volumes only {results['inverted']:.3f} ({time.time() - t0:.0f} s)",
         flush=True,
     )
-    weights = args.out.with_suffix(".safetensors")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
     scan = load_sample_scan()
-    ModelSpec(
+    weights = write_model(
+        model,
+        args.out,
         name="Shortcut classifier 3D (napari-xai sample, deliberate shortcut)",
         task="classification",
         spatial_dims=3,
@@ -144,9 +137,8 @@ def main() -> None:
         labels=["no lesion", "lesion"],
         cam_layer="features.4",
         architecture={"factory": "small_classifier_3d", "kwargs": {"in_channels": 1, "n_classes": 2, "width": WIDTH}},
-        weights=weights.name,
         model_card="sample_models/shortcut_classifier_3d.md",
-    ).write(args.out)
+    )
     print(f"wrote {weights} and {args.out} ({time.time() - t0:.0f} s)")
 
 

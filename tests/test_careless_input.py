@@ -14,7 +14,7 @@ import torch
 
 from napari_xai.engine import Cancelled, ImageError, TargetError, explain, read_image
 from napari_xai.engine.cli import main, output_stems
-from napari_xai.engine.methods._layers import capture_activation
+from napari_xai.engine.methods.toolkit import capture_activation
 from napari_xai.engine.methods.cams import replaced_activation
 from napari_xai.engine.call_hooks import shared_eval_mode
 from napari_xai.engine.models.loading import as_loaded_model

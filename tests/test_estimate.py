@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_xai.engine import Estimate, MethodError, estimate, explain
+from napari_xai.engine import Estimate, MethodError, XAIError, estimate, explain
 from napari_xai.engine.estimate import RemainingTime, confirm_seconds, format_seconds, time_left
 from tests.conftest import make_net, random_volume
 
@@ -65,6 +65,35 @@ def test_bad_input_raises_as_a_run_would():
         estimate(make_net(3), random_volume(), "occlusion", windw=3)
     with pytest.raises(MethodError, match="no method"):
         estimate(make_net(3), random_volume(), "no_such_method")
+
+
+_SOFT = np.full((10, 12, 11), 0.5, dtype=np.float32)
+_EMPTY = np.zeros((10, 12, 11), dtype=bool)
+
+
+@pytest.mark.parametrize(
+    "method, kwargs",
+    [
+        ("occlusion", {"windw": 3}),  # misspelt parameter
+        ("occlusion", {"window": -1}),  # out of range
+        ("no_such_method", {}),
+        ("vanilla_gradient", {"memory_budget_mb": float("nan")}),
+        ("vanilla_gradient", {"memory_budget_mb": True}),
+        ("vanilla_gradient", {"memory_budget_mb": 0}),
+        ("vanilla_gradient", {"region": _SOFT}),  # a soft mask is no region
+        ("vanilla_gradient", {"region": _EMPTY}),
+        ("vanilla_gradient", {"region": np.ones((3, 3), dtype=bool)}),  # another grid
+        ("vanilla_gradient", {"channel_axis": 7}),
+    ],
+)
+def test_estimate_and_explain_refuse_alike(method, kwargs):
+    """One prepare step serves both: the same bad input gets the same error and message from each."""
+    errors = []
+    for call in (estimate, explain):
+        with pytest.raises(XAIError) as info:
+            call(make_net(3), random_volume(), method, target=1, **kwargs)
+        errors.append((type(info.value), str(info.value)))
+    assert errors[0] == errors[1]
 
 
 def test_estimate_leaves_the_model_as_it_was():

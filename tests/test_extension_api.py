@@ -88,3 +88,114 @@ def test_duplicate_and_malformed_specs_are_refused(user_method):
         )
     with pytest.raises(MethodError, match="MethodSpec"):
         engine.register_method({"name": "dict"})
+
+
+# -- a method built from the public toolkit's pieces ------------------------------------------------------------
+
+from napari_xai.engine.methods import toolkit  # noqa: E402
+
+
+def _block_occlusion(ctx: toolkit.MethodContext, params: dict):
+    """A user's method: the score drop when each block is replaced by the reference (blocks do not overlap)."""
+    edge = toolkit.per_axis(params["block"], ctx.dim, "block", "Block occlusion")
+    ref = toolkit.reference(ctx.x, params["baseline"], params["blur_sigma"])
+    starts = list(np.ndindex(*[-(-n // e) for n, e in zip(ctx.spatial_shape, edge)]))
+    boxes = [tuple(slice(i * e, (i + 1) * e) for i, e in zip(start, edge)) for start in starts]
+    out = torch.zeros(ctx.spatial_shape, dtype=torch.float64)
+    for lo, hi, scores in toolkit.scored_batches(ctx, len(boxes), lambda lo, hi: toolkit.occluded(ctx.x, boxes[lo:hi], ref)):
+        for box, score in zip(boxes[lo:hi], scores):
+            out[box] = ctx.target.score_value - float(score)
+        yield Progress(hi, len(boxes), f"block occlusion: {hi}/{len(boxes)}")
+    return out.float().numpy()
+
+
+BLOCK_SPEC = MethodSpec(
+    name="user_block_occlusion",
+    title="User block occlusion",
+    family="perturbation",
+    reference="A test of the extension API (no paper).",
+    summary="Score drop per non-overlapping block, built from the toolkit.",
+    needs=frozenset({"forward"}),
+    sign="signed",
+    params=(
+        ParamSpec("block", int, 4, "Block edge in voxels (or one per axis).", min=1, max=64, per_axis=True),
+        toolkit.baseline_param("What a block becomes", blur=True),
+        toolkit.BLUR_SIGMA,
+    ),
+    run=_block_occlusion,
+)
+
+
+class _Guided(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, inp, out):  # noqa: D102
+        ctx.save_for_backward(inp)
+        return out.clone()
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        (inp,) = ctx.saved_tensors
+        return grad.clamp(min=0) * (inp > 0).to(grad.dtype), None
+
+
+def _user_guided_map(ctx: toolkit.MethodContext, params: dict):
+    clone = toolkit.copy_model(ctx, "User guided backprop")
+
+    def fn(xb):
+        with toolkit.output_hooks(clone, (torch.nn.ReLU,), lambda _layer, i, o: _Guided.apply(i, o)):
+            grad, _ = toolkit.input_gradient(clone, lambda out: ctx.resolve_from(out).score(out), xb, copy_input=True)
+        return grad
+
+    return fn, 1
+
+
+GUIDED_SPEC = MethodSpec(
+    name="user_guided_backprop",
+    title="User guided backprop",
+    family="backpropagation",
+    reference="A test of the extension API (no paper).",
+    summary="Guided backprop from the toolkit: a private copy, output hooks and a checked input gradient.",
+    needs=frozenset({"gradients"}),
+    sign="signed",
+    params=(toolkit.ABSOLUTE,),
+    run=toolkit.single_pass_run(_user_guided_map, "user guided backprop", absolute="absolute"),
+    one_pass=True,
+    sign_param="absolute",
+    batch_map=_user_guided_map,
+)
+
+
+@pytest.fixture
+def toolkit_methods():
+    specs = [engine.register_method(BLOCK_SPEC), engine.register_method(GUIDED_SPEC)]
+    try:
+        yield specs
+    finally:
+        for spec in specs:
+            engine.unregister_method(spec.name)
+
+
+def test_a_method_built_from_toolkit_pieces_matches_a_hand_computation(toolkit_methods):
+    net = make_net(3)
+    vol = random_volume()
+    a = engine.explain(net, vol, "user_block_occlusion", target=1, block=(5, 4, 4), baseline="mean")
+    assert engine.get_method("user_block_occlusion").model_agnostic
+
+    x = torch.from_numpy(vol)[None, None]
+    with torch.no_grad():
+        f_x = float(net(x)[0, 1])
+        expected = np.zeros(vol.shape)
+        for start in np.ndindex(2, 3, 3):
+            box = tuple(slice(i * e, (i + 1) * e) for i, e in zip(start, (5, 4, 4)))
+            xo = x.clone()
+            xo[(0, 0) + box] = float(x.mean())
+            expected[box] = f_x - float(net(xo)[0, 1])
+    np.testing.assert_allclose(a.values, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_a_toolkit_gradient_method_equals_the_built_in_one(toolkit_methods):
+    net = make_net(3)
+    vol = random_volume()
+    ours = engine.explain(net, vol, "user_guided_backprop", target=1)
+    built_in = engine.explain(net, vol, "guided_backprop", target=1)
+    np.testing.assert_allclose(ours.values, built_in.values, rtol=1e-6, atol=1e-9)

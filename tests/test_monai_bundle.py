@@ -14,7 +14,7 @@ import torch
 
 from napari_xai.engine import explain
 from napari_xai.engine.errors import ModelError, UntrustedModelError
-from napari_xai.engine.image import as_scan
+from napari_xai.engine import as_scan
 from napari_xai.engine.model_space import apply_intensity, to_model_space
 from napari_xai.engine.models import load_model
 from napari_xai.engine.models.monai_bundle import bundle_spec

@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from napari_xai.engine.cli import _parse_param, model_options
+from napari_xai.engine.cli import parse_param, model_options
 from napari_xai.engine.errors import XAIError
 
 from .table import ALL_COLUMNS, COLUMNS
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("inputs", nargs="*", help="scan files, folders, glob patterns, or a CSV with an image column (optional mask and label columns)")
     parser.add_argument("--model", help="model file (.pt2, TorchScript, weights + <stem>.json spec, or a spec .json)")
     parser.add_argument("--method", action="append", default=[], help="method name (repeatable)")
-    parser.add_argument("--param", action="append", type=_parse_param, default=[], help="method parameter NAME=VALUE (repeatable; each method takes those it knows)")
+    parser.add_argument("--param", action="append", type=parse_param, default=[], help="method parameter NAME=VALUE (repeatable; each method takes those it knows)")
     parser.add_argument("--target", help="class index or label for every scan (default: each scan's predicted class)")
     parser.add_argument("--reduce", choices=("sum", "mean"), default="sum", help="reduction of the class logits over the region (segmentation)")
     parser.add_argument("--out", default="napari_xai_cohort", help="output folder")

@@ -144,6 +144,7 @@ def cached_model(ref: ModelRef) -> tuple[Any, bool]:
     tuple
         The :class:`~napari_xai.engine.LoadedModel` and whether this call loaded it.
     """
+    import napari_xai.samples  # noqa: F401  (registers the sample architectures, so sample models load by path)
     from napari_xai.engine.models.loading import load_model
 
     key = (worker_name(), threading.get_ident(), ref)

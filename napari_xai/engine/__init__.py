@@ -18,14 +18,15 @@ from .errors import (
 from .estimate import CONFIRM_SECONDS, Estimate, estimate
 from .explain import explain, explain_iter
 from .geometry import Geometry, napari_layer_kwargs, slicer_ijk_to_ras
-from .image import ScanImage, as_scan, validate_scan
+from .image import ScanImage, validate_scan
+from .scan_input import as_scan
 from .image_io import read_image, write_image
 from .metrics import Comparison, compare, compare_iter, evaluate, evaluate_iter
 from .models import LoadedModel, ModelSpec, load_model, register_architecture
 from .predict import Prediction, predict
 from .progress import Progress
 from .registry import MethodSpec, ParamSpec, get_method, list_methods, register_method, unregister_method
-from .methods._context import MethodContext
+from .methods.toolkit import MethodContext
 from . import methods as _builtin_methods  # noqa: F401  (registers the built-in methods; after the registry)
 
 __all__ = [

@@ -1,6 +1,7 @@
-"""Forward hooks that act only on the run that registered them.
+"""Forward hooks for one block, and hooks that act only on the run that registered them.
 
-The napari and Slicer hosts run two jobs on one model at once (a prediction
+Every forward hook the engine sets goes through :func:`forward_hooks`, which
+removes it when the block ends. The napari and Slicer hosts run two jobs on one model at once (a prediction
 and a method, or two methods). A forward hook lives on the shared module, so
 a plain hook would see, record or replace the outputs of the other job's
 forward passes too. Hooks registered here act only in the thread that
@@ -15,20 +16,29 @@ import contextlib
 import threading
 from typing import Any, Callable, Iterable, Iterator
 
+import torch
 import torch.nn as nn
 
 Hook = Callable[[nn.Module, Any, Any], Any]
 
 
 @contextlib.contextmanager
-def run_local_forward_hooks(pairs: Iterable[tuple[nn.Module, Hook]]) -> Iterator[None]:
-    """Register ``hook`` on each ``module`` for the block, acting only in the calling thread; removed on exit.
+def forward_hooks(pairs: Iterable[tuple[nn.Module, Hook]], this_thread_only: bool = False) -> Iterator[None]:
+    """Register ``hook`` on each ``module`` for the block; every hook is removed on exit.
+
+    The one place the engine registers forward hooks: every method, the
+    budget's activation probe and the CAM layer search use it, so a hook can
+    never outlive its block.
 
     Parameters
     ----------
     pairs : iterable of (module, hook)
         ``hook(module, inputs, output)`` as for ``register_forward_hook``; a
-        non-None return value replaces the output (in this thread only).
+        non-None return value replaces the output.
+    this_thread_only : bool
+        The hooks act only in the calling thread (for hooks on the user's
+        shared module, see the module docstring); False for hooks on a
+        private copy of the model.
 
     Raises
     ------
@@ -49,11 +59,36 @@ def run_local_forward_hooks(pairs: Iterable[tuple[nn.Module, Hook]]) -> Iterator
     handles = []
     try:
         for module, hook in pairs:
-            handles.append(module.register_forward_hook(gated(hook)))
+            handles.append(module.register_forward_hook(gated(hook) if this_thread_only else hook))
         yield
     finally:
         for handle in handles:
             handle.remove()
+
+
+def run_local_forward_hooks(pairs: Iterable[tuple[nn.Module, Hook]]) -> contextlib.AbstractContextManager[None]:
+    """:func:`forward_hooks` acting only in the calling thread (hooks on the user's shared module)."""
+    return forward_hooks(pairs, this_thread_only=True)
+
+
+def tensor_output_hook(replace: Callable[[nn.Module, torch.Tensor, torch.Tensor], Any]) -> Hook:
+    """A hook whose layer output becomes ``replace(layer, input, output)``, for layers with a tensor input and output.
+
+    Other layers are left alone, and ``replace`` returning None keeps the output.
+    """
+
+    def hook(layer: nn.Module, inputs: tuple[Any, ...], output: Any) -> Any:
+        if not inputs or not isinstance(inputs[0], torch.Tensor) or not isinstance(output, torch.Tensor):
+            return None
+        return replace(layer, inputs[0], output)
+
+    return hook
+
+
+def output_hooks(module: nn.Module, kinds: tuple[type, ...], replace: Callable[[nn.Module, torch.Tensor, torch.Tensor], Any]) -> contextlib.AbstractContextManager[None]:
+    """:func:`tensor_output_hook` ``(replace)`` on every submodule of ``kinds`` of ``module`` (a private copy); removed on exit."""
+    hook = tensor_output_hook(replace)
+    return forward_hooks([(m, hook) for m in module.modules() if isinstance(m, kinds)])
 
 
 _EVAL_LOCK = threading.Lock()

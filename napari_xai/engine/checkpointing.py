@@ -20,7 +20,7 @@ Segments are chosen from one no-gradient probe pass:
   largest inner activations into the modules it calls.
 
 The estimate for one sample is, with ``F`` the gradient-pass factor of leaf
-outputs (``methods/_context.GRADIENT_MEMORY_FACTOR``)::
+outputs (``methods/toolkit/context.GRADIENT_MEMORY_FACTOR``)::
 
     F * (leaf outputs outside every segment) + (outputs of every segment)
       + F * (inner leaf outputs of the largest segment)

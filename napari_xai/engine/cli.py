@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+import napari_xai.samples  # noqa: F401  (registers the sample architectures, so sample models load by path)
+
 from .dicom_export import write_parametric_map
 from .errors import Cancelled, ImageError, MethodError, XAIError
 from .estimate import estimate, format_seconds
@@ -34,7 +36,8 @@ DEFAULT_SAMPLE_METHODS = ("vanilla_gradient", "integrated_gradients", "grad_cam"
 SAMPLE_PARAMS = {"integrated_gradients": {"steps": 32}}
 
 
-def _parse_param(text: str) -> tuple[str, Any]:
+def parse_param(text: str) -> tuple[str, Any]:
+    """One ``--param NAME=VALUE``: the value read as JSON (a list becomes a per-axis tuple), else as text."""
     key, sep, raw = text.partition("=")
     if not sep:
         raise argparse.ArgumentTypeError(f"--param {text!r}: use NAME=VALUE")
@@ -60,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--target", help="class index or label (default: the predicted class)")
     parser.add_argument("--region", help="segmentation models: region mask image on the scan's grid")
     parser.add_argument("--reduce", choices=("sum", "mean"), default="sum", help="reduction of the class logits over the region")
-    parser.add_argument("--param", action="append", type=_parse_param, default=[], help="method parameter NAME=VALUE (repeatable)")
+    parser.add_argument("--param", action="append", type=parse_param, default=[], help="method parameter NAME=VALUE (repeatable)")
     parser.add_argument("--out", default="napari_xai_output", help="output folder")
     parser.add_argument("--format", default=".nii.gz", choices=(".nii.gz", ".nii", ".nrrd", ".mha"), help="map file format")
     parser.add_argument("--overwrite", action="store_true", help="replace maps and figures that exist already (never the input scans)")

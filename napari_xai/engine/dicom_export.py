@@ -30,7 +30,7 @@ from .display import display_settings
 from .errors import ImageError
 from .geometry import Geometry
 from .image import ScanImage
-from .overlay import _colormap, overlay_opacity
+from .overlay import matplotlib_colormap, overlay_opacity
 
 #: Private block that carries the provenance JSON in exported instances.
 PRIVATE_GROUP = 0x0071
@@ -230,7 +230,7 @@ def overlay_rgb(base: np.ndarray, values: np.ndarray, sign: str, window: tuple[f
     """The map blended over grey levels as uint8 RGB, with the overlay figures' colour map and transparency."""
     lo, hi = (-limit, limit) if sign == "signed" else (0.0, limit)
     grey = np.clip((base - window[0]) / max(window[1] - window[0], 1e-12), 0, 1)[..., None].repeat(3, axis=-1)
-    colour = _colormap(display_settings(values, sign).colormap)(np.clip((values - lo) / (hi - lo), 0, 1))[..., :3]
+    colour = matplotlib_colormap(display_settings(values, sign).colormap)(np.clip((values - lo) / (hi - lo), 0, 1))[..., :3]
     alpha = overlay_opacity(values, hi)[..., None]
     return np.round(255 * ((1 - alpha) * grey + alpha * colour)).astype(np.uint8)
 

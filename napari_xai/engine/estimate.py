@@ -21,14 +21,13 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .budget import SLICE_SECONDS, BatchPlanner, activation_bytes, default_budget_mb
+from .budget import SLICE_SECONDS, BatchPlanner, activation_bytes
+from .call_hooks import shared_eval_mode
 from .checkpointing import CHECKPOINTED_METHODS, plan_checkpointing
-from .errors import MemoryBudgetError, MethodError, TargetError, XAIError
-from .image import as_scan
-from .model_space import region_to_model_space, to_model_space
-from .models.loading import as_loaded_model
-from .methods._context import model_failure
-from .registry import get_method
+from .errors import MemoryBudgetError, MethodError, XAIError
+from .methods.toolkit import MethodContext, capture_activation, find_cam_layer
+from .prepare import model_failure, prepare_run
+from .registry import per_axis
 from .sliding_window import WindowPlan, plan_windows
 
 #: Hosts ask before starting a run estimated longer than this, in seconds.
@@ -192,14 +191,8 @@ def estimate(
         The same input problems a run would raise (unknown method, bad
         parameters, an image that does not fit the model).
     """
-    method_spec = get_method(method)
-    checked = method_spec.validate_params(params)
-    loaded = as_loaded_model(model, spec)
-    scan = as_scan(image, channel_axis=channel_axis)
-    budget = int(memory_budget_mb) if memory_budget_mb is not None else default_budget_mb()
-    if budget < 1:
-        raise MethodError(f"The memory budget is {budget} MiB.", "Give a positive memory_budget_mb.")
-    msi = to_model_space(scan, loaded.spec)
+    run = prepare_run(model, image, method, params, region, spec, channel_axis, memory_budget_mb)
+    method_spec, checked, loaded, scan, budget, msi = run.method, run.params, run.loaded, run.scan, run.budget_mb, run.msi
     x = msi.tensor
     shape = tuple(x.shape[2:])
     gradients = "gradients" in method_spec.needs
@@ -209,9 +202,7 @@ def estimate(
     if plan is not None and probe.shape[2:] != plan.roi:
         probe = torch.nn.functional.pad(probe, [v for r, n in zip(reversed(plan.roi), reversed(probe.shape[2:])) for v in (0, r - n)])
     module = loaded.module
-    was_training = module.training
-    module.eval()
-    try:
+    with shared_eval_mode(module):
         t0 = time.perf_counter()
         try:
             act = activation_bytes(module, probe) if loaded.takes_hooks else None  # also warms the model up
@@ -257,8 +248,6 @@ def estimate(
         if checkpointing is not None and checkpointing.fits:
             t_bwd += t_fwd  # each segment runs again during the backward pass
         channels = _layer_channels(loaded, probe, checked) if "layer" in method_spec.needs and method_spec.name == "score_cam" else 0
-    finally:
-        module.train(was_training)
     if channels:
         fwd, bwd = counter(checked, shape, channels)
     approximate = counter is None or method_spec.name in _BOUNDS
@@ -269,7 +258,7 @@ def estimate(
     unit = "volume"
     if plan is not None:
         unit = "window"
-        carrying = _carrying_windows(plan, region, msi, scan)
+        carrying = _carrying_windows(plan, run.region_model)
         occl = method_spec.name == "occlusion"
         per_volume_bwd = carrying
         per_volume_fwd = carrying if region is not None else plan.n_windows
@@ -331,9 +320,6 @@ def _time_backward(module: torch.nn.Module, probe: torch.Tensor) -> float | None
 
 def _layer_channels(loaded: Any, probe: torch.Tensor, params: dict[str, Any]) -> int:
     """Channels of the layer a CAM method reads (Score-CAM runs one pass per channel)."""
-    from .methods._context import MethodContext
-    from .methods._layers import capture_activation, find_cam_layer
-
     ctx = MethodContext(loaded, probe, None, 1)  # type: ignore[arg-type]  # no target is needed to find a layer
     try:
         name = find_cam_layer(ctx, params.get("layer", ""))
@@ -344,27 +330,17 @@ def _layer_channels(loaded: Any, probe: torch.Tensor, params: dict[str, Any]) ->
     return int(store["activation"].shape[1])
 
 
-def _carrying_windows(plan: WindowPlan, region: np.ndarray | None, msi: Any, scan: Any) -> int:
-    """Windows whose blended output meets the region (all windows without a region)."""
-    if region is None:
+def _carrying_windows(plan: WindowPlan, region_model: np.ndarray | None) -> int:
+    """Windows whose blended output meets the region on the model grid (all windows without a region)."""
+    if region_model is None:
         return plan.n_windows
-    region = np.asarray(region, dtype=bool)
-    if region.shape != scan.spatial_shape:
-        raise TargetError(
-            f"The region has shape {region.shape} but the image has {scan.spatial_shape}.",
-            "Draw the region on the image's own grid (a Labels layer or segment made from this image).",
-        )
-    r = region_to_model_space(region, msi)
-    if not r.any():
-        return 0
-    idx = np.nonzero(r)
+    idx = np.nonzero(region_model)
     box = tuple(slice(int(i.min()) + lo, int(i.max()) + lo + 1) for i, lo in zip(idx, plan.pad_low))
     return len(plan.overlapping(box))
 
 
 def _occlusion_window_runs(plan: WindowPlan, params: dict[str, Any], shape: tuple[int, ...], carrying: int) -> int:
     """Window passes of windowed occlusion: each patch re-runs the carrying windows it meets (a bound)."""
-    from .methods._perturb import per_axis
 
     window = per_axis(params["window"], len(shape), "window", "Occlusion")
     # a window of edge r meets about (r + w) / s patch positions per axis
@@ -373,7 +349,6 @@ def _occlusion_window_runs(plan: WindowPlan, params: dict[str, Any], shape: tupl
 
 
 def _occlusion(p: dict, shape: tuple[int, ...], _c: int) -> tuple[int, int]:
-    from .methods._perturb import per_axis
 
     window = per_axis(p["window"], len(shape), "window", "Occlusion")
     stride = per_axis(p["stride"], len(shape), "stride", "Occlusion")

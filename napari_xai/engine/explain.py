@@ -19,16 +19,14 @@ import torch.nn as nn
 
 from .. import __version__
 from .attribution import Attribution
-from .budget import counted_activations, default_budget_mb
+from .budget import counted_activations
 from .call_hooks import shared_eval_mode
-from .errors import MethodError, ModelError, TargetError, XAIError
-from .image import as_scan
-from .methods._context import MethodContext, model_failure
+from .errors import MethodError
+from .methods.toolkit import MethodContext
 from .methods._windows import windowed_model
-from .model_space import region_to_model_space, to_model_space, to_scan_grid
-from .models.loading import as_loaded_model
+from .model_space import to_scan_grid
+from .prepare import checked_output, forward_once, module_device, prepare_run
 from .progress import Progress, run_to_end
-from .registry import get_method
 from .targets import ResolvedTarget, resolve_target
 
 
@@ -92,29 +90,16 @@ def explain_iter(
         Any problem with the input, with a message naming the fix.
     """
     t0 = time.perf_counter()
-    method_spec = get_method(method)
-    loaded = as_loaded_model(model, spec)
-    scan = as_scan(image, channel_axis=channel_axis)
-    checked = method_spec.validate_params(params)
-    _check_needs(method_spec.needs, loaded)
-    budget = checked_budget(memory_budget_mb)
-    msi = to_model_space(scan, loaded.spec)
-    region_model = None
-    if region is not None:
-        region = boolean_region(region)
-        if region.shape != scan.spatial_shape:
-            raise TargetError(
-                f"The region has shape {region.shape} but the image has {scan.spatial_shape}.",
-                "Draw the region on the image's own grid (a Labels layer or segment made from this image).",
-            )
-        region_model = region_to_model_space(region, msi)
-        if not region_model.any():
-            raise TargetError("The region is empty.", "Paint at least one voxel, or leave the region unset to use the predicted mask.")
+    run = prepare_run(model, image, method, params, region, spec, channel_axis, memory_budget_mb)
+    method_spec, checked, loaded, scan, budget, msi, region_model = (
+        run.method, run.params, run.loaded, run.scan, run.budget_mb, run.msi, run.region_model
+    )
     yield Progress(0, 0, f"{method_spec.title}: preparing")
-    device = _module_device(loaded.module)
+    device = module_device(loaded.module)
     x = msi.tensor.to(device)
+
     def resolver(output: torch.Tensor) -> ResolvedTarget:
-        output = _checked_output(output)
+        output = checked_output(output)
         resolved = resolve_target(output, x, loaded.spec, target, region_model, reduce)
         resolved.score_value = float(resolved.score(output)[0])
         if resolved.task == "classification" and output.ndim == 2 and output.shape[1] > 1:
@@ -137,7 +122,7 @@ def explain_iter(
             resolved = None
             if not method_spec.one_pass:
                 with counted_activations(loaded.module) if loaded.takes_hooks else contextlib.nullcontext() as counted:
-                    resolved = resolver(_forward_once(loaded.module, x))
+                    resolved = resolver(forward_once(loaded.module, x))
                 activations = counted[0] if counted is not None else None
         if loaded.max_batch is None and loaded.kind == "export" and loaded.module not in _EXPORT_BATCH_LIMITS:
             # the caller's LoadedModel is not written to: this run uses a copy, the limit is kept per module
@@ -217,91 +202,6 @@ def explain(
         ``should_cancel`` returned True.
     """
     return run_to_end(explain_iter(model, image, method, target, **kwargs), on_progress, should_cancel, method)
-
-
-def checked_budget(memory_budget_mb: Any) -> int:
-    """The memory budget in MiB: the argument if it is a positive finite number, else the default when None.
-
-    Raises
-    ------
-    MethodError
-        Not a number, NaN, infinite, or below 1 MiB.
-    """
-    if memory_budget_mb is None:
-        return default_budget_mb()
-    ok = isinstance(memory_budget_mb, (int, float, np.integer, np.floating)) and not isinstance(memory_budget_mb, bool)
-    if not ok or not np.isfinite(memory_budget_mb) or memory_budget_mb < 1:
-        raise MethodError(
-            f"The memory budget is {memory_budget_mb!r}; it must be a finite number of MiB, at least 1.",
-            "Give memory_budget_mb as a positive number, e.g. 2048, or leave it unset for the default.",
-        )
-    return int(memory_budget_mb)
-
-
-def boolean_region(region: Any) -> np.ndarray:
-    """The region as a boolean mask: bool arrays as they are, integer or float arrays only if they hold just 0 and 1.
-
-    Raises
-    ------
-    TargetError
-        The region holds other values (a soft mask, NaN, labels > 1) or is not numeric.
-    """
-    arr = np.asarray(region)
-    if arr.dtype == bool:
-        return arr
-    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise TargetError(
-            f"The region has dtype {arr.dtype}, not a mask.",
-            "Pass a boolean mask (or integers / floats holding only 0 and 1) on the image's grid.",
-        )
-    other = ~np.isin(arr, (0, 1))
-    if other.any():
-        example = arr[other].flat[0]
-        raise TargetError(
-            f"The region holds {int(other.sum())} value(s) other than 0 and 1 (e.g. {example!r}); "
-            "it is not a mask, and taking every non-zero voxel would explain a different region.",
-            "Threshold it into a boolean mask first, e.g. region = soft_mask > 0.5, or pick one label: region = labels == k.",
-        )
-    return arr == 1
-
-
-def _check_needs(needs: frozenset[str], loaded: Any) -> None:
-    if "layer" in needs and not loaded.takes_hooks:
-        loaded.get_layer("")  # raises the message that names the fix
-
-
-def _module_device(module: nn.Module) -> torch.device:
-    for tensor in list(module.parameters()) + list(module.buffers()):
-        return tensor.device
-    return torch.device("cpu")
-
-
-def _forward_once(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    try:
-        with torch.inference_mode():
-            output = module(x)
-    except XAIError:
-        raise
-    except Exception as err:  # any failure inside a user's model
-        raise model_failure(err, x) from err
-    return _checked_output(output).clone()
-
-
-def _checked_output(output: Any) -> torch.Tensor:
-    """The model's output on the scan, if it is one finite tensor (else a :class:`ModelError`)."""
-    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
-        raise ModelError(
-            f"The model returns a {type(output).__name__} of {len(output)} outputs.",
-            "Wrap it so that forward returns one tensor (e.g. lambda x: model(x)[0] in an nn.Module).",
-        )
-    if not isinstance(output, torch.Tensor):
-        raise ModelError(f"The model returns a {type(output).__name__}, not a tensor.", "Make forward return the logits tensor.")
-    if not torch.isfinite(output).all():
-        raise ModelError(
-            "The model's output on this image holds NaN or infinite values.",
-            "Check the intensity transform in the spec (the model may expect normalised input) and the model itself.",
-        )
-    return output
 
 
 #: Batch limits probed for exported programs, per module (weakly: a dropped model is forgotten). A run

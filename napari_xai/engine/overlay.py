@@ -44,7 +44,7 @@ _CAPTION_LINE_IN = CAPTION_PT * 1.45 / 72
 NOT_CLINICAL = "Sample model for demonstration only: not for clinical use."
 
 
-def _to_lps(arr: np.ndarray, scan: ScanImage) -> tuple[np.ndarray, tuple[float, float, float]]:
+def to_lps(arr: np.ndarray, scan: ScanImage) -> tuple[np.ndarray, tuple[float, float, float]]:
     """A (z, y, x) array permuted/flipped (no interpolation) so that x->L, y->P, z->S; and its spacing."""
     img = scan.geometry.apply_to(sitk.GetImageFromArray(np.asarray(arr, dtype=np.float32)))
     out = sitk.DICOMOrient(img, "LPS")
@@ -77,10 +77,33 @@ class _Panel:
     letters: tuple[str, str, str, str]  # top, bottom, left, right
 
 
-def render_overlay(
+def render_overlay(scan: ScanImage, attribution: Attribution, path: str | os.PathLike, **options: Any) -> Path:
+    """Write a PNG/PDF of the map over the scan (the figure of :func:`overlay_figure`).
+
+    Parameters
+    ----------
+    scan, attribution
+        As for :func:`overlay_figure`.
+    path : str or PathLike
+        ``.png`` or ``.pdf``.
+    **options
+        The keyword options of :func:`overlay_figure` (layout, slices, center,
+        dpi, limits, mask, mask_label, date).
+
+    Returns
+    -------
+    Path
+    """
+    fig = overlay_figure(scan, attribution, **options)
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(p, facecolor="black")
+    return p
+
+
+def overlay_figure(
     scan: ScanImage,
     attribution: Attribution,
-    path: str | os.PathLike,
     *,
     layout: str = "orthogonal",
     slices: int = 9,
@@ -90,8 +113,10 @@ def render_overlay(
     mask: np.ndarray | None = None,
     mask_label: str = "mask",
     date: datetime.date | None = None,
-) -> Path:
-    """Write a PNG/PDF of the map over the scan (the figure of :func:`overlay_figure`).
+) -> Figure:
+    """The overlay as a matplotlib :class:`~matplotlib.figure.Figure` on an Agg canvas (e.g. a page of a PDF report).
+
+    The figure's axes are the panels (in order), then the colour bar.
 
     Parameters
     ----------
@@ -99,8 +124,6 @@ def render_overlay(
         The explained image (first channel is shown).
     attribution : Attribution
         Its map, on the same grid.
-    path : str or PathLike
-        ``.png`` or ``.pdf``.
     layout : {"orthogonal", "montage"}
         Axial, coronal and sagittal slices through ``center``, or ``slices``
         axial slices across the map's extent. 2D images get one panel.
@@ -125,32 +148,7 @@ def render_overlay(
 
     Returns
     -------
-    Path
-    """
-    fig = overlay_figure(scan, attribution, layout=layout, slices=slices, center=center, dpi=dpi, limits=limits, mask=mask, mask_label=mask_label, date=date)
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(p, facecolor="black")
-    return p
-
-
-def overlay_figure(
-    scan: ScanImage,
-    attribution: Attribution,
-    *,
-    layout: str = "orthogonal",
-    slices: int = 9,
-    center: tuple[int, ...] | None = None,
-    dpi: int = PRINT_DPI,
-    limits: tuple[float, float] | None = None,
-    mask: np.ndarray | None = None,
-    mask_label: str = "mask",
-    date: datetime.date | None = None,
-) -> Figure:
-    """The overlay as a matplotlib :class:`~matplotlib.figure.Figure` on an Agg canvas (e.g. a page of a PDF report).
-
-    Parameters are those of :func:`render_overlay`. The figure's axes are the
-    panels (in order), then the colour bar.
+    matplotlib.figure.Figure
     """
     base = scan.channels_first()[0]
     values = attribution.values
@@ -177,7 +175,7 @@ def overlay_figure(
     height = title_h + rows * PANEL_INCHES + (rows - 1) * pad + caption_h + pad
     fig = Figure(figsize=(width, height), dpi=dpi, facecolor="black")
     FigureCanvasAgg(fig)
-    cmap = _colormap(settings.colormap)
+    cmap = matplotlib_colormap(settings.colormap)
     norm = Normalize(*settings.contrast_limits)
     lo, hi = np.percentile(base, [0.5, 99.5])
     side = max(max(p.size_mm) for p in panels)  # every panel shows the same square of the scan's largest extent
@@ -225,7 +223,7 @@ def render_view(
     """
     settings = display_settings(attribution.values, attribution.sign)
     limits = tuple(limits or settings.contrast_limits)
-    cmap = cmap if cmap is not None else _colormap(settings.colormap)
+    cmap = cmap if cmap is not None else matplotlib_colormap(settings.colormap)
     lines = [piece for line in caption_lines(attribution, limits, user_limits=user_limits) for piece in textwrap.wrap(line, 120)]
     h, w = shot.shape[:2]
     fig_w = 7.0
@@ -252,9 +250,9 @@ def _panels(scan: ScanImage, base: np.ndarray, values: np.ndarray, mask: np.ndar
         sx, sy = scan.geometry.spacing[0], scan.geometry.spacing[1]
         ny, nx = base.shape
         return [_Panel("image", base, values, mask, (nx * sx, ny * sy), ("", "", "", ""))]
-    b, sp = _to_lps(base, scan)
-    v, _ = _to_lps(values, scan)
-    m = _to_lps(mask.astype(np.float32), scan)[0] > 0.5 if mask is not None else None
+    b, sp = to_lps(base, scan)
+    v, _ = to_lps(values, scan)
+    m = to_lps(mask.astype(np.float32), scan)[0] > 0.5 if mask is not None else None
     sx, sy, sz = sp
     nz, ny, nx = b.shape
     axial, coronal, sagittal = (nx * sx, ny * sy), (nx * sx, nz * sz), (ny * sy, nz * sz)
@@ -262,7 +260,7 @@ def _panels(scan: ScanImage, base: np.ndarray, values: np.ndarray, mask: np.ndar
         nonzero = np.flatnonzero(np.abs(v).reshape(nz, -1).max(axis=1) > 0) if np.abs(v).max() > 0 else np.arange(nz)
         picks = np.unique(np.linspace(nonzero.min(), nonzero.max(), min(slices, len(nonzero))).round().astype(int))
         return [_Panel(f"axial {k}", b[k], v[k], m[k] if m is not None else None, axial, ("A", "P", "R", "L")) for k in picks]
-    z, y, x = _lps_center(center, scan, values, sign, v)
+    z, y, x = lps_center(center, scan, values, sign, v)
     return [
         _Panel(f"axial (z={z})", b[z], v[z], m[z] if m is not None else None, axial, ("A", "P", "R", "L")),
         _Panel(f"coronal (y={y})", b[::-1, y, :], v[::-1, y, :], m[::-1, y, :] if m is not None else None, coronal, ("S", "I", "R", "L")),
@@ -399,16 +397,18 @@ def is_sample_model(model: dict[str, Any]) -> bool:
         return False
 
 
-def _lps_center(center: tuple[int, ...] | None, scan: ScanImage, values: np.ndarray, sign: str, v_lps: np.ndarray) -> tuple[int, int, int]:
+def lps_center(center: tuple[int, ...] | None, scan: ScanImage, values: np.ndarray, sign: str, v_lps: np.ndarray) -> tuple[int, int, int]:
+    """The ``(z, y, x)`` index in the LPS-oriented arrays of :func:`to_lps` of ``center`` (a scan voxel), or of the map's peak."""
     if center is None:
         return _peak_index(v_lps, sign)  # type: ignore[return-value]
     marker = np.zeros(values.shape, dtype=np.float32)
     marker[tuple(center)] = 1.0
-    m, _ = _to_lps(marker, scan)
+    m, _ = to_lps(marker, scan)
     return tuple(int(i) for i in np.argwhere(m > 0.5)[0])  # type: ignore[return-value]
 
 
-def _colormap(name: str):
+def matplotlib_colormap(name: str):
+    """Matplotlib's colour map of that name (imported on first use)."""
     from matplotlib import colormaps
 
     return colormaps[name]

@@ -8,8 +8,8 @@ from typing import Any
 import torch
 
 from .call_hooks import shared_eval_mode
-from .explain import _forward_once
-from .image import as_scan
+from .prepare import forward_once
+from .scan_input import as_scan
 from .model_space import to_model_space
 from .models.loading import as_loaded_model
 from .targets import resolve_target
@@ -79,7 +79,7 @@ def predict(model: Any, image: Any, spec: Any = None) -> Prediction:
     loaded = as_loaded_model(model, spec)
     msi = to_model_space(as_scan(image), loaded.spec)
     with shared_eval_mode(loaded.module):
-        output = _forward_once(loaded.module, msi.tensor)
+        output = forward_once(loaded.module, msi.tensor)
     resolved = resolve_target(output, msi.tensor, loaded.spec, None, None)
     n = int(output.shape[1]) if output.ndim >= 2 else 1
     labels = list(loaded.spec.labels) if loaded.spec.labels else [f"class {k}" for k in range(n)]

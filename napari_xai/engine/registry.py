@@ -102,6 +102,25 @@ class ParamSpec:
         return out
 
 
+def per_axis(value: Any, dim: int, name: str, method: str) -> tuple:
+    """A scalar, or one value per spatial axis, as a tuple of ``dim`` values (z, y, x order).
+
+    The expansion of every ``per_axis`` parameter (and of the sliding-window
+    settings): a scalar or a one-entry sequence is repeated on every axis.
+
+    Raises
+    ------
+    MethodError
+        A sequence with neither one nor ``dim`` entries.
+    """
+    out = tuple(value) if isinstance(value, (tuple, list, np.ndarray)) else (value,)
+    if len(out) == 1:
+        out = out * dim
+    if len(out) != dim:
+        raise MethodError(f"{method}: {name} {out} has {len(out)} entries for a {dim}D image.", f"Give one value or {dim} values (z, y, x).")
+    return out
+
+
 @dataclass(frozen=True)
 class MethodSpec:
     """What a method is, what it needs and what it takes.
@@ -144,9 +163,18 @@ class MethodSpec:
         model space, e.g. activation maximisation; channels are kept).
     one_pass : bool
         The method's first model call is on the unperturbed input, through
-        ``MethodContext.gradients``, ``.scores`` or ``._layers.activation_and_gradient``,
+        ``MethodContext.gradients``, ``.scores`` or ``toolkit.activation_and_gradient``,
         and the target is resolved from that call's output: the engine runs
         no pass of its own (one forward pass in all for a gradient map).
+    batch_map : callable, optional
+        For a gradient method that SmoothGrad, SmoothGrad² and VarGrad may
+        wrap: ``batch_map(ctx, params) -> (fn, passes)``, where ``fn(xb)``
+        gives the method's signed maps ``(N, C, *spatial)`` of a batch of
+        inputs ``xb`` (before any ``sign_param`` switch), as a tensor or as a
+        generator of :class:`Progress` that returns it, and ``passes`` is the
+        gradient passes ``fn`` runs per input (1: the wrapper hands it batches
+        sized for one pass each; more: one input at a time, and ``fn`` sizes
+        its own batches).
     """
 
     name: str
@@ -163,6 +191,7 @@ class MethodSpec:
     sign_param: str | None = None
     output: str = "map"
     one_pass: bool = False
+    batch_map: Callable[..., Any] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Explicit checks, not asserts: a method registered from outside the
@@ -191,6 +220,8 @@ class MethodSpec:
         object.__setattr__(self, "model_agnostic", agnostic)
         if not callable(self.run):
             raise bad("run is not callable.", "Give run(ctx, params), a generator that returns the map.")
+        if self.batch_map is not None and not callable(self.batch_map):
+            raise bad("batch_map is not callable.", "Give batch_map(ctx, params) -> (fn, passes), or leave it unset.")
         params = tuple(self.params)
         if not all(isinstance(p, ParamSpec) for p in params):
             raise bad("params holds something that is not a ParamSpec.", "Declare each parameter with ParamSpec.")

@@ -39,7 +39,7 @@ from .attribution import Attribution
 from .display import display_settings
 from .errors import ImageError
 from .image import ScanImage
-from .overlay import TRANSPARENCY_TEXT, _colormap, _lps_center, _to_lps, overlay_opacity
+from .overlay import TRANSPARENCY_TEXT, lps_center, matplotlib_colormap, overlay_opacity, to_lps
 from .trust import check_metrics, format_metric, metric_label, metric_reading, ordered_names
 
 #: A4 portrait, inches.
@@ -221,7 +221,7 @@ def _method_page(scan: ScanImage, a: Attribution, metrics: dict[str, Any]) -> Fi
     fig.text(0.06, 0.94, f"{a.model.get('name', '')} | {scan.name}", fontsize=8.5, color="0.3", va="top")
     settings = display_settings(a.values, a.sign)
     norm = Normalize(*settings.contrast_limits)
-    cmap = _colormap(settings.colormap)
+    cmap = matplotlib_colormap(settings.colormap)
     base = scan.channels_first()[0]
     lo, hi = np.percentile(base, [0.5, 99.5])
     views = _views(scan, a)
@@ -330,10 +330,10 @@ def _views(scan: ScanImage, a: Attribution) -> list[_View]:
     if base.ndim == 2:
         sx, sy = scan.geometry.spacing
         return [_View("image", base, a.values, sy, sx, ("", "", "", ""))]
-    b, spacing = _to_lps(base, scan)
-    v, _ = _to_lps(a.values, scan)
+    b, spacing = to_lps(base, scan)
+    v, _ = to_lps(a.values, scan)
     sx, sy, sz = spacing
-    z, y, x = _lps_center(None, scan, a.values, a.sign, v)
+    z, y, x = lps_center(None, scan, a.values, a.sign, v)
     # After reorienting to LPS: columns run R -> L and rows A -> P (axial), so
     # the patient's right is on the left as radiologists read; coronal and
     # sagittal are flipped to put superior at the top.
@@ -348,8 +348,8 @@ def _axial_montage(scan: ScanImage, a: Attribution, count: int = 6) -> list[_Vie
     """The ``count`` axial slices holding the most attribution (sum of |map|), in slice order (3D only)."""
     if a.values.ndim != 3:
         return []
-    b, spacing = _to_lps(scan.channels_first()[0], scan)
-    v, _ = _to_lps(a.values, scan)
+    b, spacing = to_lps(scan.channels_first()[0], scan)
+    v, _ = to_lps(a.values, scan)
     energy = np.abs(v).reshape(v.shape[0], -1).sum(axis=1)
     if not energy.any():
         return []

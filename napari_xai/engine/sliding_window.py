@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import ModelError
+from .registry import per_axis
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ def plan_windows(shape: tuple[int, ...], settings: dict[str, Any]) -> WindowPlan
             f"The spec's sliding_window.roi_size {list(roi)} has {len(roi)} axes but the model-space volume {tuple(shape)} has {dim}.",
             "Give one roi_size entry per spatial axis, in (z, y, x) order.",
         )
-    overlap = _per_axis(settings["overlap"], dim)
+    overlap = per_axis(settings["overlap"], dim, "overlap", "sliding_window")
     pad: list[int] = []
     for n, r in zip(reversed(shape), reversed(roi)):  # torch's pad order: last axis first
         diff = max(r - n, 0)
@@ -141,7 +142,7 @@ def importance_map(plan: WindowPlan, device: torch.device | str = "cpu", size: t
     size = tuple(size or plan.roi)
     if plan.settings["mode"] == "constant":
         return torch.ones(size, dtype=torch.float32, device=device)
-    sigma_scale = _per_axis(plan.settings["sigma_scale"], len(size))
+    sigma_scale = per_axis(plan.settings["sigma_scale"], len(size), "sigma_scale", "sliding_window")
     if plan.settings.get("style") == "nnunet":
         return _nnunet_gaussian(size, sigma_scale).to(device)
     weights = None
@@ -251,11 +252,6 @@ def _nnunet_gaussian(size: tuple[int, ...], sigma_scale: tuple[float, ...]) -> t
     g = g / g.max()
     g[g == 0] = g[g > 0].min()
     return torch.from_numpy(g.astype(np.float32))
-
-
-def _per_axis(value: Any, dim: int) -> tuple[float, ...]:
-    values = tuple(value) if isinstance(value, (list, tuple)) else (value,) * dim
-    return values if len(values) == dim else values * dim
 
 
 def _product(axes: list[list[int]]) -> Iterator[tuple[int, ...]]:

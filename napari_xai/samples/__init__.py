@@ -22,6 +22,8 @@ from pathlib import Path
 from napari_xai.engine.image import ScanImage
 from napari_xai.engine.image_io import read_image
 
+from . import architectures  # noqa: F401  (registers the sample models' architectures by name)
+
 SAMPLES_DIR = Path(__file__).resolve().parent
 
 TEMPLATE_T1 = SAMPLES_DIR / "mni152_t1_3mm.nii.gz"

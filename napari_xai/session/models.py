@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import napari_xai.samples  # noqa: F401  (registers the sample architectures, so sample models load by path)
 from napari_xai.engine import LoadedModel, ModelError, load_model
 
 

@@ -33,6 +33,13 @@ Rules, for a layer ``z = W x + b`` with incoming relevance ``R``
   ``s = R / (W x + b - W+ low - W- high)``.
 - pooling and un-folded BatchNorm always use ``epsilon``.
 
+Each rule is one small class (:class:`Epsilon`, :class:`Gamma`,
+:class:`AlphaBeta`, :class:`ZBox`), and a :class:`Composite` maps layer types
+to rules, with its own rule for the input layer, as zennit's
+``LayerMapComposite`` / ``SpecialFirstLayerMapComposite`` do; a new rule is
+one subclass of :class:`Rule`, a new composite one entry of
+:data:`COMPOSITE_BUILDERS`.
+
 Composites (which rule goes where) follow zennit's names: ``epsilon``,
 ``epsilon_plus`` (z+ = alpha1-beta0 on convolutions, epsilon on linear
 layers), ``epsilon_gamma_box`` (z-box on the first layer, gamma on other
@@ -42,11 +49,14 @@ convolutions, epsilon on linear layers), ``epsilon_alpha2_beta1``.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from ..call_hooks import forward_hooks, tensor_output_hook
 
 CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -119,44 +129,91 @@ def _neg(t: torch.Tensor | None) -> torch.Tensor | None:
 
 
 class Rule:
-    """One rule with its settings; ``relevance(layer, x, R)`` maps output relevance to input relevance."""
+    """An LRP rule: maps the relevance of a layer's output to the relevance of its input.
 
-    def __init__(self, name: str, epsilon: float = 1e-6, gamma: float = 0.25, alpha: float = 1.0, beta: float = 0.0, low: float = 0.0, high: float = 1.0) -> None:
-        self.name, self.epsilon, self.gamma, self.alpha, self.beta, self.low, self.high = name, epsilon, gamma, alpha, beta, low, high
+    A new rule is one subclass that sets :attr:`tag` and defines
+    :meth:`relevance`; a :class:`Composite` says which layers get it.
+    """
+
+    #: Short name recorded in the run's provenance (``checks["lrp"]["rules"]``).
+    tag = "rule"
 
     def relevance(self, layer: nn.Module, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-        """Relevance of the layer's input ``x`` given the relevance ``r`` of its output."""
-        x = x.detach().requires_grad_(True)
-        if not isinstance(layer, WEIGHTED) or self.name == "epsilon":
-            # forward() rather than __call__: the rule hooks stay off inside the rule
-            z = layer.forward(x) if not isinstance(layer, WEIGHTED) else _affine(layer)(x, layer.weight, layer.bias)
-            (c,) = torch.autograd.grad(z, x, r / _stab(z, self.epsilon))
-            return x * c
+        """Relevance of the layer's input ``x`` (a leaf requiring grad) given the relevance ``r`` of its output."""
+        raise NotImplementedError
+
+
+class Epsilon(Rule):
+    """``R_in = x * W^T (R / (z + eps sign(z)))``; layers without weights (pooling, BatchNorm) use their own forward as ``z``."""
+
+    tag = "epsilon"
+
+    def __init__(self, epsilon: float = 1e-6) -> None:
+        self.epsilon = epsilon
+
+    def relevance(self, layer: nn.Module, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        # forward() rather than __call__: the rule hooks stay off inside the rule
+        z = _affine(layer)(x, layer.weight, layer.bias) if isinstance(layer, WEIGHTED) else layer.forward(x)
+        return _epsilon_step(z, x, r, self.epsilon)
+
+
+class Gamma(Rule):
+    """The epsilon rule with ``W + gamma W+`` and ``b + gamma b+`` (favours positive contributions)."""
+
+    tag = "gamma"
+
+    def __init__(self, gamma: float = 0.25, epsilon: float = 1e-6) -> None:
+        self.gamma, self.epsilon = gamma, epsilon
+
+    def relevance(self, layer: nn.Module, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        w, b = layer.weight, layer.bias
+        z = _affine(layer)(x, w + self.gamma * _pos(w), None if b is None else b + self.gamma * _pos(b))
+        return _epsilon_step(z, x, r, self.epsilon)
+
+
+class AlphaBeta(Rule):
+    """``alpha`` times the positive contributions' share minus ``beta`` times the negative ones' (biases left out)."""
+
+    def __init__(self, alpha: float = 1.0, beta: float = 0.0) -> None:
+        self.alpha, self.beta = alpha, beta
+        self.tag = f"alpha{alpha:g}_beta{beta:g}"
+
+    def relevance(self, layer: nn.Module, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        f, w = _affine(layer), layer.weight
+        xp = x.detach().clamp(min=0).requires_grad_(True)
+        xn = x.detach().clamp(max=0).requires_grad_(True)
+        wp, wn = _pos(w), _neg(w)
+        out = []
+        # beta = 0 (z+): the negative contributions' share is multiplied by zero and never computed (half the work)
+        for wa, wb in ((wp, wn), (wn, wp))[: 1 if self.beta == 0 else 2]:
+            za, zb = f(xp, wa, None), f(xn, wb, None)
+            s = _safe_div(r, za + zb)
+            ca, cb = torch.autograd.grad((za, zb), (xp, xn), (s, s))
+            out.append(xp * ca + xn * cb)
+        return self.alpha * out[0] - self.beta * out[1] if self.beta != 0 else self.alpha * out[0]
+
+
+class ZBox(Rule):
+    """For the first layer, inputs bounded by ``[low, high]``: ``R_in = x W^T s - low W+^T s - high W-^T s``."""
+
+    tag = "zbox"
+
+    def __init__(self, low: float, high: float, epsilon: float = 1e-6) -> None:
+        self.low, self.high, self.epsilon = low, high, epsilon
+
+    def relevance(self, layer: nn.Module, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:  # noqa: D102
         f, w, b = _affine(layer), layer.weight, layer.bias
-        if self.name == "gamma":
-            z = f(x, w + self.gamma * _pos(w), None if b is None else b + self.gamma * _pos(b))
-            (c,) = torch.autograd.grad(z, x, r / _stab(z, self.epsilon))
-            return x * c
-        if self.name == "alpha_beta":
-            xp = x.detach().clamp(min=0).requires_grad_(True)
-            xn = x.detach().clamp(max=0).requires_grad_(True)
-            wp, wn = _pos(w), _neg(w)
-            out = []
-            # beta = 0 (z+): the negative contributions' share is multiplied by zero and never computed (half the work)
-            for wa, wb in ((wp, wn), (wn, wp))[: 1 if self.beta == 0 else 2]:
-                za, zb = f(xp, wa, None), f(xn, wb, None)
-                s = _safe_div(r, za + zb)
-                ca, cb = torch.autograd.grad((za, zb), (xp, xn), (s, s))
-                out.append(xp * ca + xn * cb)
-            return self.alpha * out[0] - self.beta * out[1] if self.beta != 0 else self.alpha * out[0]
-        if self.name == "zbox":
-            lo = torch.full_like(x, self.low).requires_grad_(True)
-            hi = torch.full_like(x, self.high).requires_grad_(True)
-            zx, zl, zh = f(x, w, b), f(lo, _pos(w), None), f(hi, _neg(w), None)
-            s = r / _stab(zx - zl - zh, self.epsilon)
-            cx, cl, ch = torch.autograd.grad((zx, zl, zh), (x, lo, hi), (s, s, s))
-            return x * cx - lo * cl - hi * ch
-        raise ValueError(self.name)
+        lo = torch.full_like(x, self.low).requires_grad_(True)
+        hi = torch.full_like(x, self.high).requires_grad_(True)
+        zx, zl, zh = f(x, w, b), f(lo, _pos(w), None), f(hi, _neg(w), None)
+        s = r / _stab(zx - zl - zh, self.epsilon)
+        cx, cl, ch = torch.autograd.grad((zx, zl, zh), (x, lo, hi), (s, s, s))
+        return x * cx - lo * cl - hi * ch
+
+
+def _epsilon_step(z: torch.Tensor, x: torch.Tensor, r: torch.Tensor, epsilon: float) -> torch.Tensor:
+    (c,) = torch.autograd.grad(z, x, r / _stab(z, epsilon))
+    return x * c
 
 
 class _RuleFunction(torch.autograd.Function):
@@ -172,24 +229,66 @@ class _RuleFunction(torch.autograd.Function):
     def backward(ctx: Any, r: torch.Tensor) -> tuple[Any, ...]:  # noqa: D102
         (x,) = ctx.saved_tensors
         with torch.enable_grad():
-            rel = ctx.rule.relevance(ctx.layer, x, r).detach()
+            rel = ctx.rule.relevance(ctx.layer, x.detach().requires_grad_(True), r).detach()
         if ctx.after is not None:
             ctx.after()
         return rel, None, None, None, None
 
 
-def composite_rule(composite: str, kind: str, epsilon: float, gamma: float, low: float, high: float) -> Rule:
-    """The rule a composite assigns to a layer of ``kind`` (``first``, ``conv``, ``linear`` or ``other``)."""
-    eps = Rule("epsilon", epsilon=epsilon)
-    if kind == "other" or composite == "epsilon" or kind == "linear":
-        return eps
-    if composite == "epsilon_plus":
-        return Rule("alpha_beta", alpha=1.0, beta=0.0)
-    if composite == "epsilon_alpha2_beta1":
-        return Rule("alpha_beta", alpha=2.0, beta=1.0)
-    if composite == "epsilon_gamma_box":
-        return Rule("zbox", epsilon=epsilon, low=low, high=high) if kind == "first" else Rule("gamma", epsilon=epsilon, gamma=gamma)
-    raise ValueError(composite)
+@dataclass(frozen=True)
+class Composite:
+    """Which rule each layer gets (zennit's composites): layer types mapped to rules, and a rule for the input layer.
+
+    Parameters
+    ----------
+    layer_map : tuple of (types, Rule)
+        The first entry whose types match a layer gives its rule; a layer that
+        matches none passes relevance on with its gradient.
+    first_layer : Rule, optional
+        The rule of the first weighted layer run on the input (e.g. z-box).
+    """
+
+    layer_map: tuple[tuple[tuple[type, ...], Rule], ...]
+    first_layer: Rule | None = None
+
+    def rule_for(self, layer: nn.Module, first: bool) -> Rule | None:
+        """The rule of ``layer`` (``first``: it is the first weighted layer run), or None."""
+        if first and self.first_layer is not None:
+            return self.first_layer
+        return next((rule for types, rule in self.layer_map if isinstance(layer, types)), None)
+
+
+def _eps_map(convolutions: Rule, epsilon: float) -> tuple[tuple[tuple[type, ...], Rule], ...]:
+    """Convolutions get ``convolutions``; dense layers, pooling and un-folded BatchNorm get epsilon."""
+    return ((CONVS + TRANSPOSED, convolutions), ((nn.Linear,) + POOLS + NORMS, Epsilon(epsilon)))
+
+
+def _epsilon_plus(epsilon: float, gamma: float, low: float, high: float) -> Composite:
+    z_plus = AlphaBeta(1.0, 0.0)
+    return Composite(_eps_map(z_plus, epsilon), first_layer=z_plus)
+
+
+def _epsilon_alpha2_beta1(epsilon: float, gamma: float, low: float, high: float) -> Composite:
+    ab = AlphaBeta(2.0, 1.0)
+    return Composite(_eps_map(ab, epsilon), first_layer=ab)
+
+
+def _epsilon_gamma_box(epsilon: float, gamma: float, low: float, high: float) -> Composite:
+    return Composite(_eps_map(Gamma(gamma, epsilon), epsilon), first_layer=ZBox(low, high, epsilon))
+
+
+def _epsilon(epsilon: float, gamma: float, low: float, high: float) -> Composite:
+    return Composite(((WEIGHTED + POOLS + NORMS, Epsilon(epsilon)),))
+
+
+#: Composite name -> ``builder(epsilon, gamma, low, high)``; a new composite is one entry.
+COMPOSITE_BUILDERS: dict[str, Callable[[float, float, float, float], Composite]] = {
+    "epsilon": _epsilon,
+    "epsilon_plus": _epsilon_plus,
+    "epsilon_gamma_box": _epsilon_gamma_box,
+    "epsilon_alpha2_beta1": _epsilon_alpha2_beta1,
+}
+COMPOSITES = tuple(COMPOSITE_BUILDERS)
 
 
 def assign_rules(model: nn.Module, x: torch.Tensor, composite: str, epsilon: float, gamma: float, low: float, high: float) -> dict[str, tuple[nn.Module, Rule]]:
@@ -199,26 +298,16 @@ def assign_rules(model: nn.Module, x: torch.Tensor, composite: str, epsilon: flo
     """
     order: list[str] = []
     names = {m: n for n, m in model.named_modules()}
-    handles = [m.register_forward_hook(lambda m, i, o: order.append(names[m])) for m in model.modules() if isinstance(m, WEIGHTED)]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
+    with forward_hooks([(m, lambda m, i, o: order.append(names[m])) for m in model.modules() if isinstance(m, WEIGHTED)]), torch.no_grad():
+        model(x)
     first = order[0] if order else None
+    chosen = COMPOSITE_BUILDERS[composite](epsilon, gamma, low, high)
     assigned: dict[str, tuple[nn.Module, Rule]] = {}
     for name, module in model.named_modules():
-        if not name or not isinstance(module, WEIGHTED + POOLS + NORMS):
-            continue
-        kind = "first" if name == first else "conv" if isinstance(module, CONVS + TRANSPOSED) else "linear" if isinstance(module, nn.Linear) else "other"
-        assigned[name] = (module, composite_rule(composite, kind, epsilon, gamma, low, high))
+        rule = chosen.rule_for(module, name == first) if name else None
+        if rule is not None:
+            assigned[name] = (module, rule)
     return assigned
-
-
-def rule_tag(rule: Rule) -> str:
-    """Short name of a rule, e.g. ``alpha2_beta1``."""
-    return rule.name if rule.name != "alpha_beta" else f"alpha{rule.alpha:g}_beta{rule.beta:g}"
 
 
 @contextlib.contextmanager
@@ -245,20 +334,14 @@ def rule_hooks(assigned: dict[str, tuple[nn.Module, Rule]], after: Callable[[str
     """
     ran: list[str] = []
 
-    def make_hook(name: str, rule: Rule):
+    def hook(name: str, rule: Rule):
         done = None if after is None else lambda: after(name)
 
-        def hook(layer: nn.Module, inputs: tuple[Any, ...], out: Any) -> Any:
-            if not inputs or not isinstance(inputs[0], torch.Tensor) or not isinstance(out, torch.Tensor):
-                return None
+        def replace(layer: nn.Module, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
             ran.append(name)
-            return _RuleFunction.apply(inputs[0], out.detach(), layer, rule, done)
+            return _RuleFunction.apply(x, out.detach(), layer, rule, done)
 
-        return hook
+        return tensor_output_hook(replace)
 
-    handles = [layer.register_forward_hook(make_hook(name, rule)) for name, (layer, rule) in assigned.items()]
-    try:
+    with forward_hooks([(layer, hook(name, rule)) for name, (layer, rule) in assigned.items()]):
         yield ran
-    finally:
-        for h in handles:
-            h.remove()

@@ -3,7 +3,7 @@
 Both learn a smooth low-resolution mask ``m`` (1 keeps a voxel, 0 perturbs
 it) by gradient descent through the model. Grad mode is entered only inside
 :func:`optimiser_step`, around one forward/backward pass, never across a
-``yield`` (see :mod:`._context`); gradients are taken with
+``yield`` (see :mod:`.toolkit.context`); gradients are taken with
 ``torch.autograd.grad`` with respect to the mask alone, so the model's own
 ``.grad`` fields are never touched.
 
@@ -17,15 +17,19 @@ regulariser weights keep their balance.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Generator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..errors import MethodError
-from ._context import MethodContext, not_differentiable
-from ._perturb import OPERATORS, blend, gaussian_blur
+from ..progress import Progress
+from ..registry import per_axis
+from .toolkit.context import MethodContext
+from .toolkit.gradients import checked_grad, not_differentiable
+from .toolkit.perturbation import OPERATORS, blend, gaussian_blur
+from .toolkit.resample import upsample as _upsample
 
 #: Sums in the papers' regularisers run over the pixels of a 224 x 224 image (Fong & Vedaldi 2017).
 PAPER_PIXELS = 224 * 224
@@ -33,8 +37,7 @@ PAPER_PIXELS = 224 * 224
 
 def upsample(mask: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     """A low-resolution mask ``(1, 1, *grid)`` upsampled (bi/tri)linearly to ``(1, *shape)``."""
-    mode = "bilinear" if len(shape) == 2 else "trilinear"
-    return F.interpolate(mask, size=shape, mode=mode, align_corners=False)[:, 0]
+    return _upsample(mask, shape)[:, 0]
 
 
 def mask_grid(shape: tuple[int, ...], stride: tuple[int, ...]) -> tuple[int, ...]:
@@ -114,11 +117,7 @@ def optimiser_step(param: torch.Tensor, optimiser: torch.optim.Optimizer, loss_f
     """One step on ``param`` (clamped to [0, 1] afterwards); grad mode only inside. Returns the loss."""
     with torch.enable_grad():
         loss = loss_fn(param)
-        if not loss.requires_grad:
-            raise not_differentiable()
-        (grad,) = torch.autograd.grad(loss, [param], allow_unused=True)
-    if grad is None:
-        raise not_differentiable()
+        (grad,) = checked_grad(loss, [param])
     with torch.no_grad():
         param.grad = grad
         optimiser.step()
@@ -138,11 +137,58 @@ def tv_norm(mask: torch.Tensor, beta: float) -> torch.Tensor:
 OPERATOR_HELP = "Perturbation: blur (default; constant replacement is implausible for medical images, review ref. [34]), noise or constant."
 
 
-def check_budget(ctx: MethodContext) -> None:
-    """Raise :class:`MemoryBudgetError` when one gradient pass does not fit the budget."""
-    ctx.planner(gradients=True)
-
-
 def as_param(value: Any, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
     """A leaf tensor ``(1, 1, *shape)`` filled with ``value``, requiring grad."""
     return torch.full((1, 1) + tuple(shape), float(value), device=device, dtype=torch.float32).requires_grad_(True)
+
+
+@dataclass
+class MaskProblem:
+    """What both mask optimisers start from: the grids, the perturbation and the score's normalisation."""
+
+    shape: tuple[int, ...]  # the model input's spatial shape
+    grid: tuple[int, ...]  # the mask parameters' grid
+    op: Operator
+    f_ref: float  # f(fully perturbed)
+    span: float  # f(x) - f(fully perturbed)
+
+    def final_score(self, ctx: MethodContext, keep: torch.Tensor) -> float:
+        """The normalised score of the input perturbed with the full-resolution ``keep`` mask, without autograd."""
+        with torch.no_grad():
+            return float((ctx.scores(self.op.apply(keep.to(ctx.x.dtype)))[0] - self.f_ref) / self.span)
+
+
+def mask_problem(ctx: MethodContext, params: dict[str, Any], title: str, pyramid_levels: int = 0) -> MaskProblem:
+    """Check the budget, size the mask grid from ``mask_stride`` and build the perturbation; refuses one that moves nothing.
+
+    Raises
+    ------
+    MemoryBudgetError
+        One gradient pass does not fit the budget.
+    MethodError
+        Perturbing the whole input does not change the score.
+    """
+    ctx.planner(gradients=True)  # raises when one gradient pass does not fit
+    shape = ctx.spatial_shape
+    grid = mask_grid(shape, per_axis(params["mask_stride"], ctx.dim, "mask_stride", title))
+    op = Operator(ctx.x, params["perturbation"], params["blur_sigma"], params["noise_level"], params["seed"], pyramid_levels=pyramid_levels)
+    f_ref, span = normaliser(ctx, op, title)
+    return MaskProblem(shape, grid, op, f_ref, span)
+
+
+def optimise(
+    param: torch.Tensor,
+    optimiser: torch.optim.Optimizer,
+    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+    n: int,
+    label: str,
+    before_step: Callable[[int], None] | None = None,
+) -> Generator[Progress, None, float]:
+    """``n`` optimiser steps with a progress event after each; returns the last loss."""
+    loss = float("nan")
+    for it in range(n):
+        if before_step is not None:
+            before_step(it)
+        loss = optimiser_step(param, optimiser, loss_fn)
+        yield Progress(it + 1, n, f"{label}: step {it + 1}/{n}, loss {loss:.4g}")
+    return loss

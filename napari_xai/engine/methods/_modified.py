@@ -1,4 +1,4 @@
-"""Modified backward passes on a private copy of the model.
+"""Modified backward passes on a private copy of the model (``toolkit.model_copy``).
 
 Guided Backprop, DeconvNet, DeepLIFT and LRP change how gradients flow
 through some layers. They do it on a deep copy of the user's module (the
@@ -16,65 +16,19 @@ the same limitation Captum's hook-based methods have.
 
 from __future__ import annotations
 
-import contextlib
-import copy
-from typing import Any, Callable, Generator, Iterator
+from typing import Any, Generator
 
 import torch
 import torch.nn as nn
 
+from ..call_hooks import output_hooks
 from ..errors import MethodError
 from ..progress import Progress
-from ._context import MethodContext, not_differentiable
+from .toolkit.context import MethodContext
+from .toolkit.gradients import input_gradient
 
 #: Element-wise non-linearities DeepLIFT's rescale rule is applied to.
 NONLINEAR = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.PReLU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Softplus, nn.Mish, nn.Hardtanh, nn.ReLU6)
-
-
-def copy_model(ctx: MethodContext, method: str) -> nn.Module:
-    """An eval-mode deep copy of the model whose ReLUs are not in-place.
-
-    Raises
-    ------
-    MethodError
-        The model takes no hooks (TorchScript) or cannot be copied.
-    """
-    if not ctx.model.takes_hooks:
-        raise MethodError(
-            f"{method} changes how gradients flow through the model's layers, which needs forward hooks, "
-            "and a loaded TorchScript module takes none.",
-            "Export the model with torch.export (a .pt2 archive) or give its weights plus a spec, "
-            "or use Vanilla Gradient, Input x Gradient, Integrated Gradients or SmoothGrad on them.",
-        )
-    try:
-        clone = copy.deepcopy(ctx.module)
-    except Exception as err:  # any object the user's module holds may refuse to be copied
-        raise MethodError(
-            f"{method} works on a private copy of the model, and this model cannot be copied ({type(err).__name__}: {err}).",
-            "Give the model as weights plus a spec or a torch.export archive, or use Vanilla Gradient / Integrated Gradients.",
-        ) from err
-    clone.eval()
-    for m in clone.modules():
-        if hasattr(m, "inplace"):
-            m.inplace = False
-    return clone
-
-
-@contextlib.contextmanager
-def output_hooks(module: nn.Module, kinds: tuple[type, ...], replace: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]) -> Iterator[None]:
-    """Forward hooks on every submodule of ``kinds`` whose output becomes ``replace(layer, input, output)``; removed on exit."""
-
-    def hook(layer: nn.Module, inputs: tuple[Any, ...], output: Any) -> Any:
-        if not inputs or not isinstance(inputs[0], torch.Tensor) or not isinstance(output, torch.Tensor):
-            return None
-        return replace(layer, inputs[0], output)
-
-    handles = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, kinds)]
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
 
 
 class _GuidedReLU(torch.autograd.Function):
@@ -109,26 +63,24 @@ RELU_RULES = {"guided": _GuidedReLU, "deconv": _DeconvReLU}
 def relu_rule_gradients(ctx: MethodContext, clone: nn.Module, xb: torch.Tensor, rule: str) -> torch.Tensor:
     """Input gradients of the target score through ``clone`` with the ReLU backward replaced by ``rule``."""
     fn = RELU_RULES[rule]
-    with output_hooks(clone, (nn.ReLU,), lambda _m, i, o: fn.apply(i, o)), torch.enable_grad():
-        xg = xb.detach().clone().requires_grad_(True)
-        out = clone(xg)  # the same forward as the model's: a one-pass method's target is resolved from it
-        score = ctx.resolve_from(out).score(out)
-        if not score.requires_grad:
-            raise not_differentiable()
-        (grad,) = torch.autograd.grad(score.sum(), xg, allow_unused=True)
-    if grad is None:
-        raise not_differentiable()
-    return grad.detach()
+    with output_hooks(clone, (nn.ReLU,), lambda _m, i, o: fn.apply(i, o)):
+        # the same forward as the model's: a one-pass method's target is resolved from it
+        grad, _ = input_gradient(clone, lambda out: ctx.resolve_from(out).score(out), xb, copy_input=True)
+    return grad
 
 
-class _Rescale(torch.autograd.Function):
-    """DeepLIFT's rescale rule: the multiplier is (f(x) - f(x0)) / (x - x0), the gradient where x == x0."""
+class _AgainstReference(torch.autograd.Function):
+    """Identity on the layer's output, keeping its input and output and the reference's for a DeepLIFT backward."""
 
     @staticmethod
     def forward(ctx: Any, inp: torch.Tensor, out: torch.Tensor, ref_in: torch.Tensor, ref_out: torch.Tensor, layer: nn.Module) -> torch.Tensor:  # noqa: D102
         ctx.save_for_backward(inp, out, ref_in, ref_out)
         ctx.layer = layer
         return out.clone()
+
+
+class _Rescale(_AgainstReference):
+    """DeepLIFT's rescale rule: the multiplier is (f(x) - f(x0)) / (x - x0), the gradient where x == x0."""
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:  # noqa: D102
@@ -146,7 +98,7 @@ class _Rescale(torch.autograd.Function):
 MAXPOOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
 
 
-class _MaxPoolRescale(torch.autograd.Function):
+class _MaxPoolRescale(_AgainstReference):
     """DeepLIFT through max pooling: each output's difference goes to the winning inputs.
 
     With ``M = max(y, y0)``, the part ``M - y0`` of an output's difference goes
@@ -155,12 +107,6 @@ class _MaxPoolRescale(torch.autograd.Function):
     there, so contributions add up to ``sum g (y - y0)``. Scattering uses the
     pooling's own gradient, so overlapping windows accumulate correctly.
     """
-
-    @staticmethod
-    def forward(ctx: Any, inp: torch.Tensor, out: torch.Tensor, ref_in: torch.Tensor, ref_out: torch.Tensor, layer: nn.Module) -> torch.Tensor:  # noqa: D102
-        ctx.save_for_backward(inp, out, ref_in, ref_out)
-        ctx.layer = layer
-        return out.clone()
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:  # noqa: D102
@@ -215,12 +161,6 @@ def deeplift_multipliers(
         fn = _MaxPoolRescale if isinstance(layer, MAXPOOLS) else _Rescale
         return fn.apply(i, o, recorded[k][0], recorded[k][1], layer)
 
-    with output_hooks(clone, kinds, rescale), torch.enable_grad():
-        xg = xb.detach().clone().requires_grad_(True)
-        score = ctx.target.score(clone(xg))
-        if not score.requires_grad:
-            raise not_differentiable()
-        (grad,) = torch.autograd.grad(score.sum(), xg, allow_unused=True)
-    if grad is None:
-        raise not_differentiable()
-    return grad.detach(), score.detach().float(), ref_scores
+    with output_hooks(clone, kinds, rescale):
+        grad, score = input_gradient(clone, ctx.target.score, xb, copy_input=True)
+    return grad, score.float(), ref_scores

@@ -14,12 +14,12 @@ from typing import Any, Generator
 import numpy as np
 import torch
 
-from ..budget import batches
 from ..progress import Progress
 from ..registry import ParamSpec
-from ._context import MethodContext
-from ._perturb import BASELINES, blend, reference
 from ._supervoxels import SEGMENTATIONS, supervoxels
+from .toolkit.context import MethodContext
+from .toolkit.params import BLUR_SIGMA, baseline_param
+from .toolkit.perturbation import blend, reference, scored_batches
 
 #: Parameters of the supervoxels and the reference image (defaults: see each help).
 SUPERVOXEL_PARAMS = (
@@ -28,8 +28,8 @@ SUPERVOXEL_PARAMS = (
     # 50, not scikit-image's 100: the samples a stable fit needs grow with the supervoxels, one forward pass each
     ParamSpec("n_segments", int, 50, "SLIC: approximate number of supervoxels (scikit-image: 100); more needs more samples.", min=2, max=20000),
     ParamSpec("compactness", float, 0.1, "SLIC: weight of position against intensity (intensities rescaled to [0, 1]); higher gives more cubic supervoxels.", min=1e-4, max=100.0),
-    ParamSpec("baseline", str, "zeros", "What a switched-off supervoxel becomes: zeros, the scan's min or mean, or a blurred copy.", choices=BASELINES),
-    ParamSpec("blur_sigma", float, 5.0, "Baseline 'blur': Gaussian sigma in voxels of the model grid.", min=0.0, max=1000.0),
+    baseline_param("What a switched-off supervoxel becomes", blur=True),
+    BLUR_SIGMA,
 )
 
 
@@ -50,10 +50,13 @@ def evaluate(
     y = np.empty(n, dtype=np.float64)
     planner = ctx.planner(gradients=False)  # sizing the batches may run the model once
     yield Progress(0, n, f"{title}: 0/{n} perturbed samples")
-    for lo, hi in batches(n, planner):
+
+    def perturbed(lo: int, hi: int) -> torch.Tensor:
         z = torch.as_tensor(coalitions[lo:hi], device=ctx.x.device)
-        keep = z[:, labels]  # (b, *spatial): each voxel takes its supervoxel's switch
-        y[lo:hi] = ctx.scores(blend(ctx.x, ref, keep)).double().cpu().numpy()
+        return blend(ctx.x, ref, z[:, labels])  # each voxel takes its supervoxel's switch
+
+    for lo, hi, scores in scored_batches(ctx, n, perturbed, planner):
+        y[lo:hi] = scores.double().cpu().numpy()
         yield Progress(hi, n, f"{title}: {hi}/{n} perturbed samples")
     return y
 

@@ -43,7 +43,10 @@ from ..models.loading import LoadedModel
 from ..models.spec import ModelSpec
 from ..sliding_window import WindowPlan, check_window_output, importance_map, pad_volume, plan_windows, window_batches
 from ..targets import ResolvedTarget, resolve_target
-from .grad_cam import upsample
+from ..prepare import model_failure
+from .toolkit.gradients import checked_grad, not_differentiable
+from .toolkit.layers import capture_activation
+from .toolkit.resample import upsample
 
 #: Working memory of a window's gradient pass relative to the summed outputs of its leaf modules:
 #: measured on MONAI's SegResNet (96^3 windows: 650 MiB of outputs, 634 MiB more peak RSS for a
@@ -154,8 +157,6 @@ class WindowedModel:
         except XAIError:
             raise
         except Exception as err:  # any failure inside a user's model
-            from ._context import model_failure
-
             raise model_failure(err, self.probe_input()) from err
 
     def _resolve(self, spec: ModelSpec, target: int | str | None, region_model: np.ndarray | None, reduce: str) -> ResolvedTarget:
@@ -268,8 +269,6 @@ class WindowedModel:
         MethodError
             The score does not depend differentiably on the input.
         """
-        from ._context import not_differentiable
-
         grads, scores = [], torch.zeros(xb.shape[0], dtype=torch.float64)
         for n in range(xb.shape[0]):
             xp = pad_volume(xb[n:n + 1].detach(), self.plan)
@@ -278,11 +277,7 @@ class WindowedModel:
                 with torch.enable_grad(), gradient_budget(self.budget_mb - self.volume_bytes() // 2**20):
                     win = torch.cat([self.window_input(i, xp) for i in group]).detach().requires_grad_(True)
                     s = self._window_scores(self.module(win), group)
-                    if not s.requires_grad:
-                        raise not_differentiable()
-                    (g,) = torch.autograd.grad(s.sum(), win, allow_unused=True)
-                if g is None:
-                    raise not_differentiable()
+                    (g,) = checked_grad(s.sum(), win)
                 for j, i in enumerate(group):
                     grad_pad[(slice(None), slice(None)) + self.plan.window(i)] += g[j:j + 1]
                 scores[n] += float(s.detach().double().sum())
@@ -337,18 +332,15 @@ class WindowedModel:
 
     def _layer_passes(self, layer: nn.Module):
         """``(activation, gradient)`` of ``layer`` for each group of carrying windows (gradient of the target score)."""
-        from ._context import not_differentiable
-        from ._layers import capture_activation
-
         for group in window_batches(self.carrying, self.window_cap()):
             with capture_activation(layer) as store, torch.enable_grad(), gradient_budget(self.budget_mb - self.volume_bytes() // 2**20):
                 win = torch.cat([self.window_input(i) for i in group]).detach().requires_grad_(True)
                 s = self._window_scores(self.module(win), group)
                 act = store["activation"]
-                if not s.requires_grad or not act.requires_grad:
+                if not act.requires_grad:
                     raise not_differentiable()
-                (g,) = torch.autograd.grad(s.sum(), act)
-            yield act.detach(), g.detach()
+                (g,) = checked_grad(s.sum(), act)
+            yield act.detach(), g
 
     def grad_cam(self, layer: nn.Module, relu: bool) -> torch.Tensor:
         """Grad-CAM over the whole volume from the windows, ``(*shape)``.
@@ -399,8 +391,6 @@ class WindowedModel:
 
     def stitched_cam(self, layer: nn.Module, channel_weights: torch.Tensor, relu: bool) -> torch.Tensor:
         """``sum_k w_k A_k`` over the whole volume, ``A`` the layer's activations stitched from every window."""
-        from ._layers import capture_activation
-
         w = channel_weights.view(1, -1, *([1] * len(self.plan.shape))).to(self.x.dtype)
         cam = torch.zeros(self.plan.padded_shape, dtype=self.x.dtype, device=self.x.device)
         with torch.inference_mode():

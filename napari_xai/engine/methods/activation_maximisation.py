@@ -35,11 +35,11 @@ from typing import Any, Generator
 
 import numpy as np
 import torch
-from scipy import ndimage
-
 from ..progress import Progress
 from ..registry import MethodSpec, ParamSpec, register_method
-from ._context import MethodContext
+from .toolkit.context import MethodContext
+from .toolkit.params import blur_sigma_param, seed_param
+from .toolkit.perturbation import gaussian_blur
 
 
 def _tv_gradient(img: torch.Tensor) -> torch.Tensor:
@@ -51,12 +51,6 @@ def _tv_gradient(img: torch.Tensor) -> torch.Tensor:
             return torch.zeros_like(img)
         (g,) = torch.autograd.grad(tv, z)
     return g.detach()
-
-
-def _blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
-    arr = img.detach().cpu().numpy()
-    out = ndimage.gaussian_filter(arr, sigma=(0, 0) + (sigma,) * (arr.ndim - 2), mode="nearest")
-    return torch.from_numpy(out).to(img)
 
 
 def ascend(ctx: MethodContext, start: torch.Tensor, anchor: torch.Tensor, params: dict[str, Any], title: str, clip: tuple[float, float] | None) -> Generator[Progress, None, torch.Tensor]:
@@ -88,7 +82,7 @@ def ascend(ctx: MethodContext, start: torch.Tensor, anchor: torch.Tensor, params
         img = img + params["step_size"] * span * step
         img = anchor + (1.0 - params["l2"]) * (img - anchor)
         if params["blur_every"] and params["blur_sigma"] > 0 and (t + 1) % params["blur_every"] == 0:
-            img = _blur(img, params["blur_sigma"])
+            img = gaussian_blur(img, params["blur_sigma"])
         if clip is not None:
             img = img.clamp(*clip)
         yield Progress(t + 1, steps, f"{title}: step {t + 1}/{steps}")
@@ -118,9 +112,9 @@ def _params(steps: int, step_size: float, l2: float, tv: float, blur_every: int)
         ParamSpec("l2", float, l2, "L2 decay per step towards the start intensity / the scan (0: none).", min=0.0, max=1.0),
         ParamSpec("tv", float, tv, "Weight of the total-variation step relative to the score step (0: none).", min=0.0, max=100.0),
         ParamSpec("blur_every", int, blur_every, "Gaussian blur every this many steps (0: never).", min=0, max=10000),
-        ParamSpec("blur_sigma", float, 0.5, "Blur standard deviation in voxels.", min=0.0, max=20.0),
+        blur_sigma_param(0.5, "Blur standard deviation in voxels.", maximum=20.0),
         ParamSpec("jitter", int, 1, "Random shift of the image before each gradient, in voxels (shifted back after).", min=0, max=64),
-        ParamSpec("seed", int, 0, "Random seed (start noise and jitter).", min=0, max=2**31 - 1),
+        seed_param("the start noise and jitter"),
     )
 
 
@@ -134,7 +128,6 @@ CLASS_MODEL = register_method(
         summary="A synthetic image that maximises the target score from a neutral start: what the class looks like to the model.",
         needs=frozenset({"gradients"}),
         sign="signed",
-        model_agnostic=False,
         params=_params(100, 0.02, 0.01, 0.1, 4),
         run=_class_model,
         stochastic=True,
@@ -152,7 +145,6 @@ DEEP_DREAM = register_method(
         summary="The scan changed step by step to raise the target class (over the region): which features the model wants more of.",
         needs=frozenset({"gradients"}),
         sign="signed",
-        model_agnostic=False,
         params=_params(50, 0.005, 0.0, 0.0, 0)
         + (ParamSpec("keep_range", bool, True, "Keep intensities within the scan's range."),),
         run=_deep_dream,

@@ -24,32 +24,28 @@ check all three against Captum (exact agreement).
 
 from __future__ import annotations
 
-from typing import Any, Generator
+from typing import Any
 
-import numpy as np
-
-from ..progress import Progress
-from ..registry import MethodSpec, ParamSpec, register_method
-from ._context import MethodContext
-from ._modified import copy_model, relu_rule_gradients
-
-
-def _input_x_gradient(ctx: MethodContext, params: dict[str, Any]) -> Generator[Progress, None, np.ndarray]:
-    yield Progress(0, 1, "input x gradient: backward pass")
-    grad, _ = ctx.gradients(ctx.x)
-    yield Progress(1, 1, "input x gradient: done")
-    return (ctx.x * grad)[0].cpu().numpy()
+from ..registry import MethodSpec, register_method
+from ._modified import relu_rule_gradients
+from .toolkit.context import MethodContext
+from .toolkit.model_copy import copy_model
+from .toolkit.params import ABSOLUTE
+from .toolkit.recipes import single_pass_run
 
 
-def _relu_rule_run(rule: str, title: str):
-    def run(ctx: MethodContext, params: dict[str, Any]) -> Generator[Progress, None, np.ndarray]:
-        yield Progress(0, 1, f"{title}: backward pass")
+def _input_x_gradient_map(ctx: MethodContext, params: dict[str, Any]):
+    """Input x gradient of each input of a batch (one pass each)."""
+    return (lambda xb: xb * ctx.gradients(xb)[0]), 1
+
+
+def _relu_rule_map(rule: str, title: str):
+    def batch_map(ctx: MethodContext, params: dict[str, Any]):
+        """The rule's raw, signed map of each input of a batch, through one private copy of the model (one pass each)."""
         clone = copy_model(ctx, title)
-        out = relu_rule_gradients(ctx, clone, ctx.x, rule)[0].cpu().numpy()
-        yield Progress(1, 1, f"{title}: done")
-        return np.abs(out) if params["absolute"] else out
+        return (lambda xb: relu_rule_gradients(ctx, clone, xb, rule)), 1
 
-    return run
+    return batch_map
 
 
 INPUT_X_GRADIENT = register_method(
@@ -62,10 +58,10 @@ INPUT_X_GRADIENT = register_method(
         summary="Each voxel's intensity times the gradient of the target score: first-order contribution against a zero image.",
         needs=frozenset({"gradients"}),
         sign="signed",
-        model_agnostic=False,
         params=(),
-        run=_input_x_gradient,
+        run=single_pass_run(_input_x_gradient_map, "input x gradient"),
         one_pass=True,
+        batch_map=_input_x_gradient_map,
     )
 )
 
@@ -79,11 +75,11 @@ GUIDED_BACKPROP = register_method(
         summary="Gradient where every ReLU passes back only positive gradients at positive inputs: sharp, but weakly class-specific.",
         needs=frozenset({"gradients"}),
         sign="signed",
-        model_agnostic=False,
-        params=(ParamSpec("absolute", bool, False, "Absolute value of the map; off keeps its sign."),),
-        run=_relu_rule_run("guided", "Guided Backprop"),
+        params=(ABSOLUTE,),
+        run=single_pass_run(_relu_rule_map("guided", "Guided Backprop"), "Guided Backprop", absolute="absolute"),
         one_pass=True,
         sign_param="absolute",
+        batch_map=_relu_rule_map("guided", "Guided Backprop"),
     )
 )
 
@@ -96,10 +92,10 @@ DECONVNET = register_method(
         summary="Gradient where every ReLU passes back the positive part of the gradient, ignoring the forward mask.",
         needs=frozenset({"gradients"}),
         sign="signed",
-        model_agnostic=False,
-        params=(ParamSpec("absolute", bool, False, "Absolute value of the map; off keeps its sign."),),
-        run=_relu_rule_run("deconv", "DeconvNet"),
+        params=(ABSOLUTE,),
+        run=single_pass_run(_relu_rule_map("deconv", "DeconvNet"), "DeconvNet", absolute="absolute"),
         one_pass=True,
         sign_param="absolute",
+        batch_map=_relu_rule_map("deconv", "DeconvNet"),
     )
 )

@@ -59,15 +59,18 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..budget import batches
 from ..call_hooks import run_local_forward_hooks
 from ..errors import MethodError
 from ..progress import Progress
 from ..registry import MethodSpec, ParamSpec, register_method
-from ._context import MethodContext, baseline_value
-from ._layers import LAYER_PARAM, activation_and_gradient, capture_activation, find_cam_layer
-from ._modified import copy_model, relu_rule_gradients
-from .grad_cam import grad_cam_map, upsample
+from ._modified import relu_rule_gradients
+from .grad_cam import grad_cam_map
+from .toolkit.context import MethodContext, baseline_value
+from .toolkit.layers import LAYER_PARAM, activation_and_gradient, capture_activation, find_cam_layer
+from .toolkit.model_copy import copy_model
+from .toolkit.params import RELU, baseline_param
+from .toolkit.perturbation import scored_batches
+from .toolkit.resample import upsample
 
 @contextlib.contextmanager
 def replaced_activation(layer: nn.Module, value: torch.Tensor) -> Iterator[None]:
@@ -151,16 +154,18 @@ def _score_cam(ctx: MethodContext, params: dict[str, Any]) -> Generator[Progress
     base = torch.full_like(ctx.x, baseline_value(ctx.x, params["baseline"]))
     base_score = float(ctx.scores(base)[0])
     weights = torch.zeros(k, dtype=torch.float64)
-    planner = ctx.planner(gradients=False)
-    yield Progress(0, k, f"Score-CAM on layer {name}: {k} channels")
-    for lo, hi in batches(k, planner):
+
+    def masked(lo: int, hi: int) -> torch.Tensor:
         maps = upsample(act[0, lo:hi, None].float(), ctx.spatial_shape)  # (n, 1, *spatial)
         flat = maps.flatten(1)
         mn, mx = flat.min(dim=1).values, flat.max(dim=1).values
         span = (mx - mn).view(-1, *([1] * (maps.ndim - 1)))
         masks = torch.where(span > 0, (maps - mn.view_as(span)) / torch.where(span > 0, span, torch.ones_like(span)), torch.zeros_like(maps))
-        xb = base + (ctx.x - base) * masks
-        weights[lo:hi] = (ctx.scores(xb).double().cpu() - base_score)
+        return base + (ctx.x - base) * masks
+
+    yield Progress(0, k, f"Score-CAM on layer {name}: {k} channels")
+    for lo, hi, scores in scored_batches(ctx, k, masked):
+        weights[lo:hi] = scores.double().cpu() - base_score
         yield Progress(hi, k, f"Score-CAM: {hi}/{k} channels")
     if params["softmax"]:
         weights = torch.softmax(weights, dim=0)
@@ -194,7 +199,6 @@ CAM = register_method(
         summary="Feature maps weighted by the class weights of a global-average-pooling + linear head; exact, but needs that head.",
         needs=frozenset({"gradients", "layer"}),
         sign="signed",
-        model_agnostic=False,
         params=(LAYER_PARAM,),
         run=_cam,
         one_pass=True,
@@ -211,8 +215,7 @@ GRAD_CAM_PP = register_method(
         summary="Grad-CAM with per-voxel weights of positive gradients: better coverage of several instances of a class.",
         needs=frozenset({"gradients", "layer"}),
         sign="signed",
-        model_agnostic=False,
-        params=(LAYER_PARAM, ParamSpec("relu", bool, True, "Keep only positive evidence, as in the paper; off keeps the signed map.")),
+        params=(LAYER_PARAM, RELU),
         run=_grad_cam_pp,
         one_pass=True,
         sign_param="relu",
@@ -229,12 +232,11 @@ SCORE_CAM = register_method(
         summary="Feature maps weighted by the score gained when each one masks the input: gradient-free, one forward pass per channel.",
         needs=frozenset({"layer", "forward"}),
         sign="signed",
-        model_agnostic=False,
         params=(
             LAYER_PARAM,
-            ParamSpec("baseline", str, "zeros", "What masked-out voxels are blended to: zeros, or the scan's minimum or mean.", choices=("zeros", "min", "mean")),
+            baseline_param("What masked-out voxels are blended to"),
             ParamSpec("softmax", bool, False, "Softmax the channel weights (pytorch-grad-cam); off keeps the raw score increases."),
-            ParamSpec("relu", bool, True, "Keep only positive evidence, as in the paper; off keeps the signed map."),
+            RELU,
         ),
         run=_score_cam,
         sign_param="relu",
@@ -251,7 +253,6 @@ GUIDED_GRAD_CAM = register_method(
         summary="Guided Backprop times the upsampled Grad-CAM: fine detail, class-specific.",
         needs=frozenset({"gradients", "layer"}),
         sign="signed",
-        model_agnostic=False,
         params=(LAYER_PARAM,),
         run=_guided_grad_cam,
         one_pass=True,

@@ -37,13 +37,15 @@ from typing import Any, Generator
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 from ..budget import batches
 from ..progress import Progress
 from ..registry import MethodSpec, ParamSpec, register_method
-from ._context import MethodContext, baseline_value, record_completeness
-from ._modified import copy_model, deeplift_multipliers
+from ._modified import deeplift_multipliers
+from .toolkit.context import MethodContext, baseline_value, record_completeness
+from .toolkit.model_copy import copy_model
+from .toolkit.params import baseline_param, seed_param
+from .toolkit.perturbation import gaussian_blur
 
 DISTRIBUTIONS = ("mixed", "blurred", "noise", "zeros")
 
@@ -63,7 +65,7 @@ def reference_distribution(x: torch.Tensor, kind: str, n: int, seed: int) -> tor
             ref = np.zeros_like(arr)
         elif k == "blurred":
             sigma = rng.uniform(1.0, 4.0)
-            ref = ndimage.gaussian_filter(arr, sigma=(0,) + (sigma,) * (arr.ndim - 1), mode="nearest")
+            ref = gaussian_blur(torch.from_numpy(arr[None]), sigma)[0].numpy()
         else:
             ref = rng.normal(mean, std if std > 0 else 1.0, size=arr.shape)
         out.append(ref)
@@ -111,9 +113,8 @@ DEEPLIFT = register_method(
         summary="Differences from a reference image propagated with the rescale rule; sums to f(scan) - f(reference). One pass.",
         needs=frozenset({"gradients"}),
         sign="signed",
-        model_agnostic=False,
         params=(
-            ParamSpec("baseline", str, "zeros", "Reference image: zeros, or the scan's minimum or mean (model-space intensities).", choices=("zeros", "min", "mean")),
+            baseline_param("Reference image"),
         ),
         run=_deeplift,
     )
@@ -129,11 +130,10 @@ DEEPLIFT_SHAP = register_method(
         summary="DeepLIFT averaged over seeded references (zeros, blurred scans, noise): approximate SHAP values.",
         needs=frozenset({"gradients"}),
         sign="signed",
-        model_agnostic=False,
         params=(
             ParamSpec("n_baselines", int, 9, "References averaged over.", min=1, max=500),
             ParamSpec("distribution", str, "mixed", "References: mixed (zeros, blurred scans, noise in turn), or one kind.", choices=DISTRIBUTIONS),
-            ParamSpec("seed", int, 0, "Random seed of the blurred/noise references.", min=0, max=2**31 - 1),
+            seed_param("the blurred and noise references"),
         ),
         run=_deeplift_shap,
         stochastic=True,

@@ -53,19 +53,17 @@ import torch.nn.functional as F
 
 from ..progress import Progress
 from ..registry import MethodSpec, ParamSpec, register_method
-from ._context import MethodContext
 from ._mask_opt import (
     OPERATOR_HELP,
-    Operator,
     as_param,
-    check_budget,
-    mask_grid,
-    normaliser,
+    mask_problem,
     normalised_score,
-    optimiser_step,
+    optimise,
     upsample,
 )
-from ._perturb import OPERATORS, per_axis
+from .toolkit.context import MethodContext
+from .toolkit.params import blur_sigma_param, seed_param
+from .toolkit.perturbation import OPERATORS
 from ._stepped import background_import
 
 
@@ -127,15 +125,12 @@ def area_template(n: int, area: float, device: torch.device) -> torch.Tensor:
 
 
 def _run(ctx: MethodContext, params: dict[str, Any]) -> Generator[Progress, None, np.ndarray]:
-    check_budget(ctx)
-    shape = ctx.spatial_shape
-    grid = mask_grid(shape, per_axis(params["mask_stride"], ctx.dim, "mask_stride", "Extremal Perturbation"))
-    op = Operator(ctx.x, params["perturbation"], params["blur_sigma"], params["noise_level"], params["seed"], pyramid_levels=params["blur_levels"])
-    f_ref, span = normaliser(ctx, op, "Extremal Perturbation")
+    problem = mask_problem(ctx, params, "Extremal Perturbation", pyramid_levels=params["blur_levels"])
+    shape = problem.shape
     yield Progress(0, params["iterations"], "extremal perturbation: the fully perturbed input scored")
-    smax = SmoothMax(grid, params["sigma_cells"], params["temperature"], ctx.x.device)
+    smax = SmoothMax(problem.grid, params["sigma_cells"], params["temperature"], ctx.x.device)
     template = area_template(int(np.prod(shape)), params["area"], ctx.x.device)
-    m_bar = as_param(1.0, grid, ctx.x.device)
+    m_bar = as_param(1.0, problem.grid, ctx.x.device)
     yield from background_import("torch._dynamo", "extremal perturbation: loading torch's optimiser support (once per session)")
     optimiser = torch.optim.Adam([m_bar], lr=params["learning_rate"])
     n = params["iterations"]
@@ -143,18 +138,17 @@ def _run(ctx: MethodContext, params: dict[str, Any]) -> Generator[Progress, None
 
     def loss_fn(p: torch.Tensor) -> torch.Tensor:
         keep = upsample(smax(p), shape)
-        s = normalised_score(ctx, op.apply(keep.to(ctx.x.dtype)), f_ref, span)
+        s = normalised_score(ctx, problem.op.apply(keep.to(ctx.x.dtype)), problem.f_ref, problem.span)
         area_loss = ((keep.flatten().sort().values - template) ** 2).mean()
         return -s + weight["now"] * area_loss
 
-    loss = float("nan")
-    for it in range(n):
+    def grow_area_weight(it: int) -> None:
         weight["now"] = params["area_weight"] ** (it / max(1, n - 1))
-        loss = optimiser_step(m_bar, optimiser, loss_fn)
-        yield Progress(it + 1, n, f"extremal perturbation: step {it + 1}/{n}, loss {loss:.4g}")
+
+    loss = yield from optimise(m_bar, optimiser, loss_fn, n, "extremal perturbation", grow_area_weight)
     with torch.no_grad():
         keep = upsample(smax(m_bar.detach()), shape)
-        s_final = float((ctx.scores(op.apply(keep.to(ctx.x.dtype)))[0] - f_ref) / span)
+    s_final = problem.final_score(ctx, keep)
     ctx.checks["extremal_perturbation"] = {
         "final_loss": loss,
         "normalised_score_preserved": s_final,
@@ -173,11 +167,10 @@ SPEC = register_method(
         summary="Learns the smooth mask of a given area that best preserves the target score; needs gradients.",
         needs=frozenset({"gradients"}),
         sign="non-negative",
-        model_agnostic=False,
         params=(
             ParamSpec("area", float, 0.1, "Fraction of the input the mask keeps (the paper's a; 0.1 by default).", min=0.001, max=0.999),
             ParamSpec("perturbation", str, "blur", OPERATOR_HELP, choices=OPERATORS),
-            ParamSpec("blur_sigma", float, 20.0, "Blur: largest Gaussian sigma, in voxels of the model grid.", min=0.1, max=1000.0),
+            blur_sigma_param(20.0, "Blur: largest Gaussian sigma, in voxels of the model grid.", minimum=0.1),
             ParamSpec("blur_levels", int, 8, "Blur: precomputed blur levels between sigma 0 and blur_sigma.", min=2, max=64),
             ParamSpec("noise_level", float, 1.0, "Noise: standard deviation as a multiple of the input's.", min=0.0, max=100.0),
             # 60, not 400: each step is a forward and backward pass (400 take ~2.5 minutes on the sample 3D model)
@@ -187,7 +180,7 @@ SPEC = register_method(
             ParamSpec("mask_stride", int, 7, "Voxels per mask parameter (the reference's step 7), or one per axis.", min=1, max=512, per_axis=True),
             ParamSpec("sigma_cells", float, 1.0, "Width of the smoothing Gaussian, in mask cells (the reference: 3 cells on 224-pixel images).", min=0.0, max=20.0),
             ParamSpec("temperature", float, 0.0, "Smooth-max temperature; 0 is the plain maximum.", min=0.0, max=10.0),
-            ParamSpec("seed", int, 0, "Seed of the noise perturbation.", min=0, max=2**31 - 1),
+            seed_param("the noise perturbation"),
         ),
         run=_run,
         stochastic=True,

@@ -18,20 +18,13 @@ from typing import Any, Generator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..progress import Progress
-from ..registry import MethodSpec, ParamSpec, register_method
-from ._context import MethodContext
-from ._layers import LAYER_PARAM, activation_and_gradient, find_cam_layer
-
-
-def upsample(cam: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
-    """``(N, 1, *layer_grid)`` to ``(N, 1, *size)``: bilinear in 2D, trilinear in 3D."""
-    if tuple(cam.shape[2:]) == tuple(size):
-        return cam
-    mode = "bilinear" if len(size) == 2 else "trilinear"
-    return F.interpolate(cam, size=size, mode=mode, align_corners=False)
+from ..registry import MethodSpec, register_method
+from .toolkit.context import MethodContext
+from .toolkit.layers import LAYER_PARAM, activation_and_gradient, find_cam_layer
+from .toolkit.params import RELU
+from .toolkit.resample import upsample
 
 
 def grad_cam_map(act: torch.Tensor, grad: torch.Tensor, relu: bool) -> torch.Tensor:
@@ -65,10 +58,9 @@ SPEC = register_method(
         summary="A layer's feature maps weighted by their mean gradient, upsampled to the scan: coarse, class-specific, one backward pass.",
         needs=frozenset({"gradients", "layer"}),
         sign="signed",
-        model_agnostic=False,
         params=(
             LAYER_PARAM,
-            ParamSpec("relu", bool, True, "Keep only positive evidence, as in the paper; off keeps the signed map."),
+            RELU,
         ),
         run=_run,
         one_pass=True,

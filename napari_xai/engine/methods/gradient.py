@@ -7,21 +7,16 @@ engine's progress/cancel contract; tests check it against ``Saliency``.
 
 from __future__ import annotations
 
-from typing import Any, Generator
+from typing import Any
 
-import numpy as np
-
-from ..progress import Progress
 from ..registry import MethodSpec, ParamSpec, register_method
-from ._context import MethodContext
+from .toolkit.context import MethodContext
+from .toolkit.recipes import single_pass_run
 
 
-def _run(ctx: MethodContext, params: dict[str, Any]) -> Generator[Progress, None, np.ndarray]:
-    yield Progress(0, 1, "gradient: backward pass")
-    grad, _ = ctx.gradients(ctx.x)
-    yield Progress(1, 1, "gradient: done")
-    out = grad[0].cpu().numpy()
-    return np.abs(out) if params["absolute"] else out
+def _batch_map(ctx: MethodContext, params: dict[str, Any]):
+    """The raw, signed gradient of each input of a batch (one pass each)."""
+    return (lambda xb: ctx.gradients(xb)[0]), 1
 
 
 SPEC = register_method(
@@ -34,12 +29,12 @@ SPEC = register_method(
         summary="Gradient of the target score w.r.t. each voxel: how sensitive the output is to it. One backward pass.",
         needs=frozenset({"gradients"}),
         sign="signed",
-        model_agnostic=False,
         params=(
             ParamSpec("absolute", bool, True, "Absolute value of the gradient, as in the paper; off keeps its sign."),
         ),
-        run=_run,
+        run=single_pass_run(_batch_map, "gradient", absolute="absolute"),
         one_pass=True,
         sign_param="absolute",
+        batch_map=_batch_map,
     )
 )

@@ -39,12 +39,12 @@ from typing import Any, Generator
 import numpy as np
 import torch
 
-from ..budget import batches
 from ..errors import MethodError
 from ..progress import Progress
-from ..registry import MethodSpec, ParamSpec, register_method
-from ._context import MethodContext
-from ._perturb import BASELINES, per_axis, reference
+from ..registry import MethodSpec, ParamSpec, per_axis, register_method
+from .toolkit.context import MethodContext
+from .toolkit.params import BLUR_SIGMA, baseline_param
+from .toolkit.perturbation import occluded, reference, scored_batches
 
 THRESHOLDS = ("mid-range", "mean", "median")
 
@@ -78,7 +78,6 @@ def _run(ctx: MethodContext, params: dict[str, Any]) -> Generator[Progress, None
     f_x = ctx.target.score_value
     sal = torch.zeros(shape, dtype=torch.float64)
     refine = torch.ones(shape, dtype=torch.bool)  # region whose cells are perturbed at this depth
-    planner = ctx.planner(gradients=False)
     done = 0
     depths = _edges(shape, start, min_cell)
     n_depths_run = 0
@@ -95,13 +94,9 @@ def _run(ctx: MethodContext, params: dict[str, Any]) -> Generator[Progress, None
         windows = [tuple(slice(max(0, c.start - p), min(n, c.stop + p)) for c, p, n in zip(core, pad, shape)) for core in cores]
         total = torch.zeros(shape, dtype=torch.float64)
         count = torch.zeros(shape, dtype=torch.float64)
-        for lo, hi in batches(len(windows), planner):
-            chunk = windows[lo:hi]
-            xb = ctx.x.repeat(len(chunk), *([1] * (ctx.x.ndim - 1)))
-            for i, box in enumerate(chunk):
-                xb[(i, slice(None)) + box] = ref[(0, slice(None)) + box]
-            diffs = (f_x - ctx.scores(xb)).double().cpu()
-            for d, box, core in zip(diffs, chunk, cores[lo:hi]):
+        for lo, hi, scores in scored_batches(ctx, len(windows), lambda lo, hi: occluded(ctx.x, windows[lo:hi], ref)):
+            diffs = (f_x - scores).double().cpu()
+            for d, box, core in zip(diffs, windows[lo:hi], cores[lo:hi]):
                 # score change per perturbed voxel, recorded on the window's own cell
                 total[core] += d / math.prod(b.stop - b.start for b in box)
                 count[core] += 1
@@ -128,14 +123,13 @@ SPEC = register_method(
         summary="Coarse-to-fine occlusion that refines only regions above a saliency threshold; forward passes only.",
         needs=frozenset({"forward"}),
         sign="signed",
-        model_agnostic=True,
         params=(
             ParamSpec("start_cells", int, 2, "Cells per axis at the coarsest depth (or one per axis, z y x).", min=1, max=512, per_axis=True),
             ParamSpec("min_cell", int, 4, "Smallest cell edge in voxels of the model grid; refinement stops there.", min=1, max=512, per_axis=True),
             ParamSpec("threshold", str, "mid-range", "Cells above this statistic of the running map are refined (the paper: mid-range).", choices=THRESHOLDS),
             ParamSpec("overlap", bool, False, "Perturbation windows extend half a cell beyond their cell, so neighbours overlap."),
-            ParamSpec("baseline", str, "zeros", "What a perturbed cell becomes: zeros, the scan's min or mean, or a blurred copy.", choices=BASELINES),
-            ParamSpec("blur_sigma", float, 5.0, "Baseline 'blur': Gaussian sigma in voxels of the model grid.", min=0.0, max=1000.0),
+            baseline_param("What a perturbed cell becomes", blur=True),
+            BLUR_SIGMA,
         ),
         run=_run,
     )

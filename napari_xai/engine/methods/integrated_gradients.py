@@ -20,7 +20,8 @@ from scipy.special import roots_legendre
 from ..budget import batches
 from ..progress import Progress
 from ..registry import MethodSpec, ParamSpec, register_method
-from ._context import MethodContext, baseline_value, record_completeness
+from .toolkit.context import MethodContext, baseline_value, record_completeness
+from .toolkit.params import baseline_param
 
 RULES = ("gausslegendre", "riemann_trapezoid", "riemann_middle", "riemann_left", "riemann_right")
 
@@ -42,24 +43,43 @@ def quadrature(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
     return np.linspace(lo, hi, steps), np.full(steps, 1 / steps)
 
 
-def _run(ctx: MethodContext, params: dict[str, Any]) -> Generator[Progress, None, np.ndarray]:
+def path_integral(ctx: MethodContext, x: torch.Tensor, params: dict[str, Any]) -> Generator[Progress, None, tuple[torch.Tensor, torch.Tensor]]:
+    """Integrated gradients ``(1, C, *spatial)`` of the input ``x`` (a batch of one), and its baseline.
+
+    The path's steps run in batches sized from the memory budget, with a
+    progress event after each batch.
+    """
     steps = params["steps"]
     alphas, weights = quadrature(params["rule"], steps)
-    x = ctx.x
     baseline = torch.full_like(x, baseline_value(x, params["baseline"]))
     delta = x - baseline
     total = torch.zeros_like(x[0])
-    planner = ctx.planner(gradients=True, through_gradients=True)
-    for start, stop in batches(steps, planner):
-        a = torch.as_tensor(alphas[start:stop], dtype=x.dtype, device=x.device).view(-1, *([1] * (x.ndim - 1)))
+    shape = (-1,) + (1,) * (x.ndim - 1)
+    for start, stop in batches(steps, ctx.planner(gradients=True, through_gradients=True)):
+        a = torch.as_tensor(alphas[start:stop], dtype=x.dtype, device=x.device).view(shape)
         grads, _ = ctx.gradients(baseline + a * delta)
-        w = torch.as_tensor(weights[start:stop], dtype=x.dtype, device=x.device).view(-1, *([1] * (x.ndim - 1)))
+        w = torch.as_tensor(weights[start:stop], dtype=x.dtype, device=x.device).view(shape)
         total += (grads * w).sum(dim=0)
         yield Progress(stop, steps + 1, f"integrated gradients: {stop}/{steps} steps")
-    attribution = (delta[0] * total).cpu().numpy()
+    return delta * total, baseline
+
+
+def _run(ctx: MethodContext, params: dict[str, Any]) -> Generator[Progress, None, np.ndarray]:
+    attribution, baseline = yield from path_integral(ctx, ctx.x, params)
+    attribution = attribution[0].cpu().numpy()
     record_completeness(ctx, attribution, float(ctx.scores(baseline)[0]))
-    yield Progress(steps + 1, steps + 1, "integrated gradients: done")
+    yield Progress(params["steps"] + 1, params["steps"] + 1, "integrated gradients: done")
     return attribution
+
+
+def _batch_map(ctx: MethodContext, params: dict[str, Any]):
+    """Integrated gradients of one input at a time (``steps`` passes each, batched under the budget)."""
+
+    def fn(xb: torch.Tensor) -> Generator[Progress, None, torch.Tensor]:
+        attribution, _ = yield from path_integral(ctx, xb, params)
+        return attribution
+
+    return fn, params["steps"]
 
 
 SPEC = register_method(
@@ -71,12 +91,12 @@ SPEC = register_method(
         summary="Gradients averaged along the straight path from a baseline to the scan, times (scan - baseline); sums to f(scan) - f(baseline).",
         needs=frozenset({"gradients"}),
         sign="signed",
-        model_agnostic=False,
         params=(
             ParamSpec("steps", int, 50, "Points on the path; more is closer to the integral (see the completeness check).", min=2, max=1000),
-            ParamSpec("baseline", str, "zeros", "Reference image: zeros, or the scan's minimum or mean (model-space intensities).", choices=("zeros", "min", "mean")),
+            baseline_param("Reference image"),
             ParamSpec("rule", str, "gausslegendre", "Quadrature rule along the path (Captum's rules).", choices=RULES),
         ),
         run=_run,
+        batch_map=_batch_map,
     )
 )

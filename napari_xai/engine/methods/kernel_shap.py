@@ -32,8 +32,9 @@ import numpy as np
 
 from ..progress import Progress
 from ..registry import MethodSpec, ParamSpec, register_method
-from ._context import MethodContext
 from ._surrogate import SUPERVOXEL_PARAMS, evaluate, paint, prepare
+from .toolkit.context import MethodContext
+from .toolkit.params import seed_param
 
 
 def auto_samples(n_features: int) -> int:
@@ -136,11 +137,10 @@ SPEC = register_method(
         summary="Shapley values of supervoxels by Shapley-kernel regression; sums to f(x) - f(reference); forward passes only.",
         needs=frozenset({"forward"}),
         sign="signed",
-        model_agnostic=True,
         params=SUPERVOXEL_PARAMS
         + (
             ParamSpec("n_samples", int, 0, "Coalitions evaluated; 0: 4M + 64 (shap's default 2M + 2048 is slow in 3D); all 2**M (exact) when that fits.", min=0, max=1_000_000),
-            ParamSpec("seed", int, 0, "Seed of the sampled coalitions.", min=0, max=2**31 - 1),
+            seed_param("the sampled coalitions"),
         ),
         run=_run,
         stochastic=True,

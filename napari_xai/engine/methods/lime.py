@@ -31,8 +31,9 @@ import numpy as np
 
 from ..progress import Progress
 from ..registry import MethodSpec, ParamSpec, register_method
-from ._context import MethodContext
 from ._surrogate import SUPERVOXEL_PARAMS, evaluate, paint, prepare
+from .toolkit.context import MethodContext
+from .toolkit.params import seed_param
 
 DISTANCES = ("cosine", "hamming")
 
@@ -98,7 +99,6 @@ SPEC = register_method(
         summary="Weighted linear surrogate over supervoxels switched on and off at random; model-agnostic, forward passes only.",
         needs=frozenset({"forward"}),
         sign="signed",
-        model_agnostic=True,
         params=SUPERVOXEL_PARAMS
         + (
             # 250, not lime_image's 1000: one forward pass each (1000 take ~2 minutes on the sample 3D model, 2-core CPU)
@@ -106,7 +106,7 @@ SPEC = register_method(
             ParamSpec("kernel_width", float, 0.25, "Width of the exponential kernel on the distance (lime_image's 0.25).", min=1e-3, max=100.0),
             ParamSpec("distance", str, "cosine", "Distance of a coalition to the unperturbed input, in the binary feature space.", choices=DISTANCES),
             ParamSpec("ridge_alpha", float, 1.0, "L2 penalty of the ridge surrogate (lime's Ridge(alpha=1)).", min=0.0, max=1e6),
-            ParamSpec("seed", int, 0, "Seed of the random coalitions.", min=0, max=2**31 - 1),
+            seed_param("the random coalitions"),
         ),
         run=_run,
         stochastic=True,

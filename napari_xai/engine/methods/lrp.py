@@ -49,10 +49,11 @@ import torch
 
 from ..progress import Progress
 from ..registry import MethodSpec, ParamSpec, register_method
-from ._context import MethodContext, not_differentiable
-from ._lrp_rules import COMPOSITES, assign_rules, fold_batchnorm, rule_hooks, rule_tag
-from ._modified import copy_model
+from ._lrp_rules import COMPOSITES, assign_rules, fold_batchnorm, rule_hooks
 from ._stepped import Stepper
+from .toolkit.context import MethodContext
+from .toolkit.gradients import checked_grad, not_differentiable
+from .toolkit.model_copy import copy_model
 
 
 def lrp_relevance(ctx: MethodContext, composite: str, epsilon: float, gamma: float) -> Generator[Progress, None, tuple[torch.Tensor, dict[str, Any]]]:
@@ -67,16 +68,13 @@ def lrp_relevance(ctx: MethodContext, composite: str, epsilon: float, gamma: flo
     folded = fold_batchnorm(clone)
     low, high = float(ctx.x.min()), float(ctx.x.max())
     assigned = assign_rules(clone, ctx.x, composite, epsilon, gamma, low, high)
-    rules = {name: rule_tag(rule) for name, (_, rule) in assigned.items()}
+    rules = {name: rule.tag for name, (_, rule) in assigned.items()}
     yield Progress(0, 0, f"LRP ({composite}): {len(assigned)} layers with rules")
     stepper = Stepper()
     with rule_hooks(assigned, after=lambda name: stepper.checkpoint(f"LRP: relevance through {name}")) as ran, torch.enable_grad():
         xg = ctx.x.detach().clone().requires_grad_(True)
         out = clone(xg)
-        score = ctx.target.score(out)
-        if not score.requires_grad:
-            raise not_differentiable()
-        (weight,) = torch.autograd.grad(score.sum(), out, retain_graph=True)
+        (weight,) = checked_grad(ctx.target.score(out).sum(), out, retain_graph=True)
     total = len(ran) + 1
     yield Progress(1, total, f"LRP ({composite}): forward pass done, backward through {len(ran)} ruled layers")
 
@@ -118,7 +116,6 @@ SPEC = register_method(
         summary="The target score redistributed backwards layer by layer with relevance rules; sums to about the score. One pass.",
         needs=frozenset({"gradients"}),
         sign="signed",
-        model_agnostic=False,
         params=(
             ParamSpec("composite", str, "epsilon_plus", "Rules per layer: epsilon everywhere, or z+ / gamma+z-box / alpha2-beta1 on convolutions with epsilon on dense layers.", choices=COMPOSITES),
             ParamSpec("epsilon", float, 1e-6, "Stabiliser of the epsilon rule; larger absorbs weak, contradictory relevance.", min=1e-12, max=100.0),

@@ -36,50 +36,40 @@ import torch
 
 from ..progress import Progress
 from ..registry import MethodSpec, ParamSpec, register_method
-from ._context import MethodContext
 from ._mask_opt import (
     OPERATOR_HELP,
     PAPER_PIXELS,
-    Operator,
     as_param,
-    check_budget,
-    mask_grid,
-    normaliser,
+    mask_problem,
     normalised_score,
-    optimiser_step,
+    optimise,
     tv_norm,
     upsample,
 )
-from ._perturb import OPERATORS, per_axis
 from ._stepped import background_import
+from .toolkit.context import MethodContext
+from .toolkit.params import blur_sigma_param, seed_param
+from .toolkit.perturbation import OPERATORS
 
 
 def _run(ctx: MethodContext, params: dict[str, Any]) -> Generator[Progress, None, np.ndarray]:
-    check_budget(ctx)
-    shape = ctx.spatial_shape
-    grid = mask_grid(shape, per_axis(params["mask_stride"], ctx.dim, "mask_stride", "Meaningful Perturbation"))
-    op = Operator(ctx.x, params["perturbation"], params["blur_sigma"], params["noise_level"], params["seed"])
-    f_ref, span = normaliser(ctx, op, "Meaningful Perturbation")
+    problem = mask_problem(ctx, params, "Meaningful Perturbation")
+    shape = problem.shape
     yield Progress(0, params["iterations"], "meaningful perturbation: the fully perturbed input scored")
     scale = PAPER_PIXELS / float(np.prod(shape))
-    mask = as_param(1.0, grid, ctx.x.device)
+    mask = as_param(1.0, problem.grid, ctx.x.device)
     yield from background_import("torch._dynamo", "meaningful perturbation: loading torch's optimiser support (once per session)")
     optimiser = torch.optim.Adam([mask], lr=params["learning_rate"])
     l1, tv, beta = params["l1_coeff"], params["tv_coeff"], params["tv_beta"]
 
     def loss_fn(m: torch.Tensor) -> torch.Tensor:
         keep = upsample(m, shape).to(ctx.x.dtype)
-        s = normalised_score(ctx, op.apply(keep), f_ref, span)
+        s = normalised_score(ctx, problem.op.apply(keep), problem.f_ref, problem.span)
         return l1 * scale * (1.0 - keep).abs().sum() + tv * scale * tv_norm(keep.unsqueeze(1), beta) + s
 
-    n = params["iterations"]
-    loss = float("nan")
-    for it in range(n):
-        loss = optimiser_step(mask, optimiser, loss_fn)
-        yield Progress(it + 1, n, f"meaningful perturbation: step {it + 1}/{n}, loss {loss:.4g}")
-    with torch.no_grad():
-        keep = upsample(mask.detach(), shape)
-        s_final = float((ctx.scores(op.apply(keep.to(ctx.x.dtype)))[0] - f_ref) / span)
+    loss = yield from optimise(mask, optimiser, loss_fn, params["iterations"], "meaningful perturbation")
+    keep = upsample(mask.detach(), shape)
+    s_final = problem.final_score(ctx, keep)
     ctx.checks["meaningful_perturbation"] = {"final_loss": loss, "normalised_score_after_deletion": s_final, "deleted_fraction": float((1 - keep).mean())}
     return (1.0 - keep[0]).cpu().numpy()
 
@@ -93,10 +83,9 @@ SPEC = register_method(
         summary="Learns the smallest smooth mask whose blurring deletes the target's evidence; needs gradients.",
         needs=frozenset({"gradients"}),
         sign="non-negative",
-        model_agnostic=False,
         params=(
             ParamSpec("perturbation", str, "blur", OPERATOR_HELP, choices=OPERATORS),
-            ParamSpec("blur_sigma", float, 10.0, "Blur: Gaussian sigma in voxels of the model grid (the paper's 10).", min=0.1, max=1000.0),
+            blur_sigma_param(10.0, "Blur: Gaussian sigma in voxels of the model grid (the paper's 10).", minimum=0.1),
             ParamSpec("noise_level", float, 1.0, "Noise: standard deviation as a multiple of the input's.", min=0.0, max=100.0),
             # 60, not 300: each step is a forward and backward pass (300 take ~2 minutes on the sample 3D model)
             ParamSpec("iterations", int, 60, "Optimiser steps (one forward and backward pass each); more refines the mask.", min=1, max=10000),
@@ -105,7 +94,7 @@ SPEC = register_method(
             ParamSpec("tv_coeff", float, 1e-2, "Weight of the mask's total variation (the paper's lambda2).", min=0.0, max=100.0),
             ParamSpec("tv_beta", float, 3.0, "Exponent of the total variation (the paper's beta).", min=1.0, max=10.0),
             ParamSpec("mask_stride", int, 8, "Voxels per mask cell (the paper's 28x28 mask on 224x224: 8), or one per axis.", min=1, max=512, per_axis=True),
-            ParamSpec("seed", int, 0, "Seed of the noise perturbation.", min=0, max=2**31 - 1),
+            seed_param("the noise perturbation"),
         ),
         run=_run,
         stochastic=True,

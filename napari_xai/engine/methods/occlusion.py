@@ -29,10 +29,11 @@ import torch
 from ..budget import batches
 from ..errors import MethodError
 from ..progress import Progress
-from ..registry import MethodSpec, ParamSpec, register_method
+from ..registry import MethodSpec, ParamSpec, per_axis, register_method
 from . import _incremental
-from ._context import MethodContext, baseline_value
-from ._perturb import per_axis
+from .toolkit.context import MethodContext, baseline_value
+from .toolkit.params import baseline_param
+from .toolkit.perturbation import occluded
 
 
 def window_starts(shape: tuple[int, ...], window: tuple[int, ...], stride: tuple[int, ...]) -> list[tuple[int, ...]]:
@@ -87,10 +88,7 @@ def _run(ctx: MethodContext, params: dict[str, Any]) -> Generator[Progress, None
 
 def _full_scores(ctx: MethodContext, boxes: list[tuple[slice, ...]], fill: float) -> torch.Tensor:
     """Target scores of the occluded inputs, one full forward pass each."""
-    xb = ctx.x.repeat(len(boxes), *([1] * (ctx.x.ndim - 1)))
-    for i, box in enumerate(boxes):
-        xb[(i, slice(None)) + box] = fill
-    return ctx.scores(xb)
+    return ctx.scores(occluded(ctx.x, boxes, fill))
 
 
 def _incremental_tape(ctx: MethodContext, wanted: bool) -> tuple[_incremental.Tape | None, dict[str, Any]]:
@@ -145,13 +143,12 @@ SPEC = register_method(
         summary="Score drop when a sliding window is replaced by a baseline; model-agnostic, one forward pass per window.",
         needs=frozenset({"forward"}),
         sign="signed",
-        model_agnostic=True,
         params=(
             # 12 / 12: 150 windows on the sample model's 54 x 65 x 53 grid, about 15 s on a 2-core CPU
             # (the former 8 / 4 ran 2704 windows, over 4 minutes); see benchmarks/README.md
             ParamSpec("window", int, 12, "Window edge in voxels of the model grid (or one per axis, z y x).", min=1, max=512, per_axis=True),
             ParamSpec("stride", int, 12, "Step between windows in voxels (no larger than the window; smaller overlaps windows, slower).", min=1, max=512, per_axis=True),
-            ParamSpec("baseline", str, "zeros", "Value the window is set to: zeros, or the scan's minimum or mean (model-space intensities).", choices=("zeros", "min", "mean")),
+            baseline_param("Value the window is set to"),
             ParamSpec(
                 "incremental", bool, True,
                 "Recompute only each window's receptive field from the cached unoccluded pass (same map, less arithmetic); off: a full pass per window.",

@@ -30,23 +30,21 @@ from typing import Any, Generator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ..budget import batches
 from ..errors import MethodError
 from ..progress import Progress
-from ..registry import MethodSpec, ParamSpec, register_method
-from ._context import MethodContext
-from ._perturb import BASELINES, blend, per_axis, reference
+from ..registry import MethodSpec, ParamSpec, per_axis, register_method
+from .toolkit.context import MethodContext
+from .toolkit.params import BLUR_SIGMA, baseline_param, seed_param
+from .toolkit.perturbation import blend, reference, scored_batches
+from .toolkit.resample import upsample
 
 
 def rise_masks(grids: np.ndarray, shifts: np.ndarray, shape: tuple[int, ...], cells: tuple[int, ...], device: torch.device) -> torch.Tensor:
     """Full-resolution masks ``(b, *shape)`` in [0, 1] from binary grids ``(b, *(s + 1))`` and shifts ``(b, dim)``."""
-    dim = len(shape)
     up = tuple(g * c for g, c in zip(grids.shape[1:], cells))
-    mode = "bilinear" if dim == 2 else "trilinear"
     g = torch.as_tensor(grids, dtype=torch.float32, device=device).unsqueeze(1)
-    big = F.interpolate(g, size=up, mode=mode, align_corners=False)[:, 0]
+    big = upsample(g, up)[:, 0]
     out = torch.empty((len(grids),) + tuple(shape), dtype=torch.float32, device=device)
     for i, sh in enumerate(shifts):
         out[i] = big[(i,) + tuple(slice(int(s), int(s) + n) for s, n in zip(sh, shape))]
@@ -78,11 +76,15 @@ def _run(ctx: MethodContext, params: dict[str, Any]) -> Generator[Progress, None
     sum_fm = torch.zeros(shape, dtype=torch.float64, device=ctx.x.device)
     sum_m = torch.zeros(shape, dtype=torch.float64, device=ctx.x.device)
     sum_f = 0.0
-    planner = ctx.planner(gradients=False)
-    for lo, hi in batches(n_masks, planner):
+    drawn: dict[str, torch.Tensor] = {}
+
+    def masked(lo: int, hi: int) -> torch.Tensor:
         grids, shifts = draw_grids(params["seed"], lo, hi, s, cells, p)
-        masks = rise_masks(grids, shifts, shape, cells, ctx.x.device)
-        f = ctx.scores(blend(ctx.x, ref, masks)).double()
+        drawn["masks"] = rise_masks(grids, shifts, shape, cells, ctx.x.device)
+        return blend(ctx.x, ref, drawn["masks"])
+
+    for lo, hi, scores in scored_batches(ctx, n_masks, masked):
+        f, masks = scores.double(), drawn["masks"]
         sum_fm += torch.tensordot(f, masks.double(), dims=1)
         sum_m += masks.double().sum(dim=0)
         sum_f += float(f.sum())
@@ -104,17 +106,16 @@ SPEC = register_method(
         summary="Score-weighted average of random smooth masks; model-agnostic, forward passes only.",
         needs=frozenset({"forward"}),
         sign="signed",
-        model_agnostic=True,
         params=(
             # 250, not the paper's 4000-8000 (2D images): one forward pass each, and 4000 take over 6 minutes
             # on the sample 3D model on a 2-core CPU; see benchmarks/README.md
             ParamSpec("n_masks", int, 250, "Random masks (the paper: 4000-8000 on 2D images); more gives a smoother, steadier map but costs one forward pass each.", min=1, max=1_000_000),
             ParamSpec("grid", int, 7, "Cells of the low-resolution mask per axis (the paper's s = 7), or one per axis (z y x).", min=1, max=512, per_axis=True),
             ParamSpec("p", float, 0.5, "Probability that a cell is kept (the paper's p = 0.5).", min=0.01, max=0.99),
-            ParamSpec("baseline", str, "zeros", "What masked-out voxels become: zeros (the paper), the scan's min or mean, or a blurred copy.", choices=BASELINES),
-            ParamSpec("blur_sigma", float, 5.0, "Baseline 'blur': Gaussian sigma in voxels of the model grid.", min=0.0, max=1000.0),
-            ParamSpec("center", bool, True, "Subtract the mean score so the map is signed (False: the paper's uncentred map).", ),
-            ParamSpec("seed", int, 0, "Seed of the random masks.", min=0, max=2**31 - 1),
+            baseline_param("What masked-out voxels become (the paper: zeros)", blur=True),
+            BLUR_SIGMA,
+            ParamSpec("center", bool, True, "Subtract the mean score so the map is signed (False: the paper's uncentred map)."),
+            seed_param("the random masks"),
         ),
         run=_run,
         stochastic=True,

@@ -8,38 +8,41 @@
 - **VarGrad** (Adebayo et al. 2018, review ref. [48]): the variance of the
   maps over the noisy copies, ``E[a²] - E[a]²`` (non-negative).
 
-The base is any of the engine's gradient methods: ``vanilla_gradient`` (the
-raw, signed gradient), ``input_x_gradient``, ``integrated_gradients`` (zero
-baseline, Gauss-Legendre steps; each noisy sample is a full path),
-``guided_backprop`` or ``deconvnet``. The noise standard deviation is
+The three are one wrapper of any gradient method, as Captum's
+``NoiseTunnel`` is: the base is every method registered before this module
+with a ``MethodSpec.batch_map`` (its raw, signed map of a batch of inputs):
+``vanilla_gradient``, ``input_x_gradient``, ``integrated_gradients`` (its
+defaults: zero baseline, Gauss-Legendre steps, ``ig_steps`` of them; each
+noisy sample is a full path), ``guided_backprop`` or ``deconvnet``. The noise standard deviation is
 ``noise_level`` times the input's intensity range (max - min) in model space,
 as in the paper. Sample ``i`` draws its noise from a generator seeded with
 ``(seed, i)``, so a run is reproducible whatever batch sizes the planner picks.
 
 Hand-written rather than Captum's ``NoiseTunnel``, whose ``attribute`` draws
 all samples at once (``n_samples`` x the input in memory) in one blocking call:
-here samples (for integrated gradients, sample x step pairs) run in batches
-sized from the memory budget, with progress and a chance to cancel between
+here samples run in batches sized from the memory budget (a base of
+several passes per sample, such as integrated gradients, one sample at a
+time, its steps batched), with progress and a chance to cancel between
 batches. Tests check each variant against the same noisy inputs fed through
 Captum's base methods.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Generator
+import inspect
+from typing import Any, Generator
 
 import numpy as np
 import torch
-import torch.nn as nn
 
 from ..budget import batches
-from ..progress import Progress
-from ..registry import MethodSpec, ParamSpec, register_method
-from ._context import MethodContext
-from ._modified import copy_model, relu_rule_gradients
-from .integrated_gradients import quadrature
+from ..progress import Progress, relay
+from ..registry import MethodSpec, ParamSpec, get_method, list_methods, register_method
+from .toolkit.context import MethodContext
+from .toolkit.params import seed_param
 
-BASES = ("vanilla_gradient", "input_x_gradient", "integrated_gradients", "guided_backprop", "deconvnet")
+#: The methods a noise tunnel can wrap: every gradient method registered before this module with a ``batch_map``.
+BASES = tuple(spec.name for spec in list_methods() if spec.batch_map is not None)
 VARIANTS = {"smoothgrad": "SmoothGrad", "smoothgrad_sq": "SmoothGrad²", "vargrad": "VarGrad"}
 
 
@@ -55,61 +58,44 @@ def noisy_inputs(x: torch.Tensor, sigma: float, seed: int, indices: range) -> to
     return x + sigma * torch.from_numpy(noise).to(device=x.device, dtype=x.dtype)
 
 
-def _base_fn(ctx: MethodContext, base: str, title: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A function from a batch of inputs to the base method's maps (one backward pass)."""
-    if base == "vanilla_gradient":
-        return lambda xb: ctx.gradients(xb)[0]
-    if base == "input_x_gradient":
-        return lambda xb: xb * ctx.gradients(xb)[0]
-    clone: nn.Module = copy_model(ctx, title)
-    rule = "guided" if base == "guided_backprop" else "deconv"
-    return lambda xb: relu_rule_gradients(ctx, clone, xb, rule)
+def base_params(base: MethodSpec, params: dict[str, Any]) -> dict[str, Any]:
+    """The wrapped method's parameters: its defaults, with ``ig_steps`` as its ``steps`` where it has them."""
+    out = base.defaults()
+    if "steps" in out:
+        out["steps"] = base.param("steps").coerce(params["ig_steps"], base.title)
+    return out
+
+
+def noise_tunnel(ctx: MethodContext, params: dict[str, Any], title: str) -> Generator[Progress, None, tuple[torch.Tensor, torch.Tensor]]:
+    """Sum and sum of squares over ``n_samples`` noisy copies of the base method's maps (float64, ``(C, *spatial)``)."""
+    n, base = params["n_samples"], get_method(params["base"])
+    sigma = noise_sigma(ctx.x, params["noise_level"])
+    ctx.checks["noise_sigma"] = sigma
+    fn, passes = base.batch_map(ctx, base_params(base, params))
+    total = torch.zeros_like(ctx.x[0], dtype=torch.float64)
+    total_sq = torch.zeros_like(total)
+    # one pass per input: batches of inputs sized for one gradient pass each; more: one input at a time
+    groups = batches(n, ctx.planner(gradients=True, through_gradients=True)) if passes == 1 else ((i, i + 1) for i in range(n))
+    label = f"{title} ({base.name})"
+    for lo, hi in groups:
+        maps = fn(noisy_inputs(ctx.x, sigma, params["seed"], range(lo, hi)))
+        if inspect.isgenerator(maps):
+            maps = yield from relay(maps, lo * passes, (hi - lo) * passes, n * passes, f"{label}, sample {hi}/{n}: ")
+        maps = maps.double()
+        if params.get("absolute", False):
+            maps = maps.abs()
+        total += maps.sum(dim=0)
+        total_sq += (maps * maps).sum(dim=0)
+        yield Progress(hi * passes, n * passes, f"{label}: {hi}/{n} samples")
+    return total, total_sq
 
 
 def _run_variant(variant: str):
     title = VARIANTS[variant]
 
     def run(ctx: MethodContext, params: dict[str, Any]) -> Generator[Progress, None, np.ndarray]:
-        n, base = params["n_samples"], params["base"]
-        sigma = noise_sigma(ctx.x, params["noise_level"])
-        ctx.checks["noise_sigma"] = sigma
-        absolute = params.get("absolute", False)
-        total = torch.zeros_like(ctx.x[0], dtype=torch.float64)
-        total_sq = torch.zeros_like(total)
-        planner = ctx.planner(gradients=True, through_gradients=True)
-
-        def add(maps: torch.Tensor) -> None:
-            nonlocal total, total_sq
-            maps = maps.double()
-            if absolute:
-                maps = maps.abs()
-            total += maps.sum(dim=0)
-            total_sq += (maps * maps).sum(dim=0)
-
-        if base == "integrated_gradients":
-            steps = params["ig_steps"]
-            alphas, weights = quadrature("gausslegendre", steps)
-            partial: dict[int, torch.Tensor] = {}
-            for lo, hi in batches(n * steps, planner):
-                units = range(lo, hi)
-                samples = sorted({u // steps for u in units})
-                noisy = dict(zip(samples, noisy_inputs(ctx.x, sigma, params["seed"], range(samples[0], samples[-1] + 1))))
-                shape = (-1,) + (1,) * (ctx.x.ndim - 1)
-                a = torch.as_tensor([alphas[u % steps] for u in units], dtype=ctx.x.dtype, device=ctx.x.device).view(shape)
-                w = torch.as_tensor([weights[u % steps] for u in units], dtype=ctx.x.dtype, device=ctx.x.device).view(shape)
-                xs = torch.stack([noisy[u // steps] for u in units])
-                grads, _ = ctx.gradients(a * xs)  # zero baseline: the path is alpha * x
-                for j, u in enumerate(units):
-                    s = u // steps
-                    partial[s] = partial.get(s, 0) + grads[j] * w[j]
-                    if u % steps == steps - 1:
-                        add((noisy[s] * partial.pop(s))[None])
-                yield Progress(hi, n * steps, f"{title} ({base}): {hi // steps}/{n} samples")
-        else:
-            fn = _base_fn(ctx, base, title)
-            for lo, hi in batches(n, planner):
-                add(fn(noisy_inputs(ctx.x, sigma, params["seed"], range(lo, hi))))
-                yield Progress(hi, n, f"{title} ({base}): {hi}/{n} samples")
+        n = params["n_samples"]
+        total, total_sq = yield from noise_tunnel(ctx, params, title)
         mean = total / n
         if variant == "smoothgrad":
             out = mean
@@ -124,10 +110,10 @@ def _run_variant(variant: str):
 
 def _params(variant: str) -> tuple[ParamSpec, ...]:
     common = (
-        ParamSpec("base", str, "vanilla_gradient", "Gradient method applied to each noisy copy.", choices=BASES),
+        ParamSpec("base", str, "vanilla_gradient", "Gradient method applied to each noisy copy (its raw, signed map).", choices=BASES),
         ParamSpec("n_samples", int, 25, "Noisy copies averaged (the paper uses ~50; more is smoother).", min=1, max=2000),
         ParamSpec("noise_level", float, 0.15, "Noise standard deviation as a fraction of the input's intensity range (paper: 0.1-0.2).", min=0.0, max=2.0),
-        ParamSpec("seed", int, 0, "Random seed of the noise (same seed, same map).", min=0, max=2**31 - 1),
+        seed_param("the noise"),
         ParamSpec("ig_steps", int, 16, "Path steps per noisy copy when the base is integrated_gradients.", min=2, max=1000),
     )
     if variant == "smoothgrad":
@@ -159,7 +145,6 @@ for _variant, _title in VARIANTS.items():
             summary=_SUMMARIES[_variant],
             needs=frozenset({"gradients"}),
             sign="signed" if _variant == "smoothgrad" else "non-negative",
-            model_agnostic=False,
             params=_params(_variant),
             run=_run_variant(_variant),
             stochastic=True,

@@ -22,12 +22,13 @@ import numpy as np
 import torch
 
 from ..attribution import Attribution
-from ..budget import default_budget_mb
 from ..errors import MethodError, TargetError, XAIError
 from ..call_hooks import shared_eval_mode
-from ..explain import _forward_once, _module_device, explain_iter
-from ..image import ScanImage, as_scan
-from ..methods._context import MethodContext, model_failure
+from ..explain import explain_iter
+from ..image import ScanImage
+from ..scan_input import as_scan
+from ..methods.toolkit import MethodContext
+from ..prepare import checked_budget, forward_once, model_failure, module_device
 from ..model_space import ModelSpaceInput, map_to_model_space, region_to_model_space, to_model_space, to_scan_grid
 from ..models.loading import LoadedModel, as_loaded_model
 from ..progress import Progress, relay, run_to_end
@@ -121,7 +122,7 @@ class Setup:
 
     @property
     def x(self) -> torch.Tensor:
-        return self.msi.tensor.to(_module_device(self.loaded.module))
+        return self.msi.tensor.to(module_device(self.loaded.module))
 
     def anatomy_mask(self) -> np.ndarray:
         """The anatomy, derived from the scan on first use unless given."""
@@ -161,12 +162,10 @@ def make_setup(
     groups = selected_groups(metrics)
     loaded = as_loaded_model(model, spec)
     scan = as_scan(image, channel_axis=channel_axis)
-    budget = int(memory_budget_mb) if memory_budget_mb is not None else default_budget_mb()
-    if budget < 1:
-        raise MethodError(f"The memory budget is {budget} MiB.", "Give a positive memory_budget_mb.")
+    budget = checked_budget(memory_budget_mb)
     msi = to_model_space(scan, loaded.spec)
     with shared_eval_mode(loaded.module):
-        output = _forward_once(loaded.module, msi.tensor.to(_module_device(loaded.module)))
+        output = forward_once(loaded.module, msi.tensor.to(module_device(loaded.module)))
     setup = Setup(loaded, scan, msi, output, budget, settings, groups, anatomy_arg=anatomy)
     if anatomy is not None:
         setup.anatomy_mask()  # a bad mask is reported before any work

@@ -18,8 +18,7 @@ import numpy as np
 import torch
 
 from ..budget import BatchPlanner, batches
-from ..methods._context import baseline_value
-from ..methods._perturb import blend, gaussian_blur
+from ..methods.toolkit import baseline_value, blend, gaussian_blur
 from ..progress import Progress
 
 REMOVALS = ("blur", "noise", "baseline")

@@ -5,8 +5,10 @@ names the architecture. A spec is data that may come from anyone, so naming a
 module in it never makes napari-xai import that module (importing runs the
 module's top-level code). Only two kinds of names resolve:
 
-- names registered in this process with :func:`register_architecture`, by
-  napari-xai itself (the sample models) or by the user's own code before the
+- names registered in this process with :func:`register_architecture`: by
+  the sample models (``napari_xai.samples`` registers their architectures
+  when it is imported; the hosts, the command line and the cohort runner
+  import it, the engine never does) or by the user's own code before the
   load;
 - names in the allowlist the caller passes for that one load
   (``load_model(..., architectures=...)``): classes, or ``"package.module:Class"``
@@ -82,7 +84,6 @@ def resolve_architecture(factory: object, allowed: ArchitectureAllowlist = None)
             f"Model spec: architecture.factory is {factory!r} ({type(factory).__name__}), not an architecture name.",
             'Write it as a string, e.g. "architecture": {"factory": "lesion_classifier_3d", "kwargs": {...}}.',
         )
-    _load_builtin_architectures()
     entries = _allowlist(allowed)
     if factory in entries:
         target = entries[factory]
@@ -148,8 +149,3 @@ def _import_allowed(factory: str, path: str) -> object:
             "Install the package that defines it, or fix the name.",
         ) from err
     return obj
-
-
-def _load_builtin_architectures() -> None:
-    # The sample models' architectures register themselves on import.
-    importlib.import_module("napari_xai.samples.architectures")

@@ -44,7 +44,7 @@ import torch.nn as nn
 
 from ..errors import ModelError, UntrustedModelError
 from ._weights import load_state_strict
-from .loading import LoadedModel, weights_identity
+from .loaded_model import LoadedModel, weights_identity
 from .spec import ModelSpec
 
 CONFIG_NAMES = ("inference.json", "inference.yaml", "inference.yml")

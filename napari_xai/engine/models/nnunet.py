@@ -51,7 +51,7 @@ import torch.nn as nn
 
 from ..errors import ModelError, UntrustedModelError
 from ._weights import load_state_strict
-from .loading import LoadedModel, weights_identity
+from .loaded_model import LoadedModel, weights_identity
 from .spec import ModelSpec
 
 #: Network classes a plan may name (the U-Nets of nnU-Net's architecture package), by class name.

@@ -210,10 +210,6 @@ class ModelSpec:
                 raise bad(f"orientation {self.orientation!r} is not a 3-letter code.", 'Use e.g. "RAS" or "LPS".')
             self.orientation = o
 
-    @property
-    def is_segmentation(self) -> bool:
-        return self.task == "segmentation"
-
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form (tuples become lists, unset fields are dropped)."""
         out = {}

@@ -1,4 +1,4 @@
-"""Shared pieces of the perturbation family: reference images, blending, per-axis parameters.
+"""Perturbing the input and scoring it: reference images, blending, occluding boxes, the batched score loop.
 
 A perturbation method replaces part of the input by a *reference*: a
 constant (zeros, the scan's minimum or mean, in model-space intensities), a
@@ -9,13 +9,13 @@ Masks here follow one convention: ``keep = 1`` leaves the voxel as it is,
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Callable, Iterator, Union
 
 import torch
 from scipy import ndimage
 
-from ..errors import MethodError
-from ._context import baseline_value
+from ...budget import BatchPlanner, batches
+from .context import MethodContext, baseline_value
 
 #: Reference kinds for methods that switch regions off (LIME, KernelSHAP, RISE, HiPe).
 BASELINES = ("zeros", "min", "mean", "blur")
@@ -23,23 +23,17 @@ BASELINES = ("zeros", "min", "mean", "blur")
 OPERATORS = ("blur", "noise", "constant")
 
 
-def per_axis(value: Any, dim: int, name: str, method: str) -> tuple:
-    """A scalar or a per-axis tuple as a tuple of ``dim`` values (z, y, x order)."""
-    out = tuple(value) if isinstance(value, (tuple, list)) else (value,) * dim
-    if len(out) != dim:
-        raise MethodError(f"{method}: {name} {out} has {len(out)} entries for a {dim}D image.", f"Give one value or {dim} values (z, y, x).")
-    return out
-
-
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """``x`` ``(N, C, *spatial)`` blurred over its spatial axes by a Gaussian of ``sigma`` voxels.
 
-    Done once per run with scipy (any sigma, even larger than the image,
-    with nearest-edge extension), then moved back to ``x``'s device.
+    Done with scipy (any sigma, even larger than the image, with
+    nearest-edge extension) in ``x``'s precision (float64 stays float64,
+    other dtypes are filtered as float32), then moved back to ``x``'s device.
     """
     if sigma <= 0:
         return x.clone()
-    arr = x.detach().float().cpu().numpy()
+    t = x.detach()
+    arr = (t if t.dtype in (torch.float32, torch.float64) else t.float()).cpu().numpy()
     out = ndimage.gaussian_filter(arr, sigma=(0, 0) + (float(sigma),) * (x.ndim - 2), mode="nearest")
     return torch.as_tensor(out, dtype=x.dtype, device=x.device)
 
@@ -69,3 +63,30 @@ def blend(x: torch.Tensor, ref: torch.Tensor, keep: torch.Tensor) -> torch.Tenso
     """
     k = keep.to(dtype=x.dtype, device=x.device).unsqueeze(1)
     return ref + k * (x - ref)
+
+
+def occluded(x: torch.Tensor, boxes: list[tuple[slice, ...]], ref: Union[float, torch.Tensor]) -> torch.Tensor:
+    """Copies ``(len(boxes), C, *spatial)`` of ``x`` (a batch of one), copy ``i`` with ``boxes[i]`` replaced.
+
+    ``ref`` is a constant, or a reference image shaped like ``x`` whose
+    voxels inside the box are taken (e.g. a blurred copy).
+    """
+    xb = x.repeat(len(boxes), *([1] * (x.ndim - 1)))
+    for i, box in enumerate(boxes):
+        xb[(i, slice(None)) + box] = ref[(0, slice(None)) + box] if isinstance(ref, torch.Tensor) else ref
+    return xb
+
+
+def scored_batches(
+    ctx: MethodContext, n: int, make_batch: Callable[[int, int], torch.Tensor], planner: BatchPlanner | None = None
+) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """The perturb-and-score loop: ``(lo, hi, scores)`` for the perturbed inputs ``make_batch(lo, hi)``, batch by batch.
+
+    Batches of the ``n`` perturbed inputs are sized from the memory budget
+    (forward passes only; ``planner``, else ``ctx.planner(gradients=False)``
+    made when the loop starts) and scored under ``torch.inference_mode``; the
+    caller yields its :class:`Progress` between two items, so a run can be
+    cancelled between batches and never holds more than one batch.
+    """
+    for lo, hi in batches(n, planner if planner is not None else ctx.planner(gradients=False)):
+        yield lo, hi, ctx.scores(make_batch(lo, hi))

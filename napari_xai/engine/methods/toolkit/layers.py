@@ -8,11 +8,12 @@ from typing import Iterator
 import torch
 import torch.nn as nn
 
-from ..call_hooks import run_local_forward_hooks
-from ..errors import MethodError
-from ..registry import ParamSpec
-from ..budget import gradient_budget
-from ._context import MethodContext, not_differentiable
+from ...budget import gradient_budget
+from ...call_hooks import run_local_forward_hooks
+from ...errors import MethodError
+from ...registry import ParamSpec
+from .context import MethodContext
+from .gradients import checked_grad
 
 #: The ``layer`` parameter every class activation method takes.
 LAYER_PARAM = ParamSpec("layer", str, "", "Layer to read (dotted name); empty: the spec's cam_layer, else the last layer with spatial output.")
@@ -119,11 +120,6 @@ def activation_and_gradient(ctx: MethodContext, name: str) -> tuple[torch.Tensor
         if "activation" not in store:
             raise MethodError(f"The layer {name!r} was not run by the model's forward pass.", "Choose a layer the model uses.")
         act = store["activation"]
-        with torch.enable_grad():
-            score = ctx.resolve_from(out).score(out)
-            if not score.requires_grad:
-                raise not_differentiable()
-            (grad,) = torch.autograd.grad(score.sum(), act, allow_unused=True)
-        if grad is None:
-            raise not_differentiable()
-    return act.detach(), grad.detach(), score.detach()
+        score = ctx.resolve_from(out).score(out)
+        (grad,) = checked_grad(score.sum(), act)
+    return act.detach(), grad, score.detach()

@@ -1,4 +1,4 @@
-"""What a method gets to work with, and the small helpers methods share.
+"""What a method gets to work with: the model, the input, the target, the budget; scores and gradients.
 
 Grad mode is thread-local in torch and a ``with torch.enable_grad()`` block
 left open across a ``yield`` would leak into whatever code runs while the
@@ -15,11 +15,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..budget import BatchPlanner, activation_bytes, gradient_budget
-from ..checkpointing import checkpointed, plan_checkpointing
-from ..errors import MemoryBudgetError, MethodError, ModelError, XAIError
-from ..models.loading import LoadedModel
-from ..targets import ResolvedTarget
+from ...budget import BatchPlanner, activation_bytes, gradient_budget
+from ...checkpointing import checkpointed, plan_checkpointing
+from ...errors import MemoryBudgetError, MethodError, XAIError
+from ...models.loading import LoadedModel
+from ...prepare import model_failure
+from ...targets import ResolvedTarget
+from .gradients import input_gradient
 
 #: Working memory of a gradient pass relative to a forward pass: activations
 #: kept for backward, their gradients, and the input gradient.
@@ -219,17 +221,9 @@ class MethodContext:
         return self._gradients(xb, self._gradient_module)
 
     def _gradients(self, xb: torch.Tensor, module: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.enable_grad(), gradient_budget(self.budget_mb, self.model.module):
-            # a leaf that requires grad; x itself is never modified (detach shares storage, no copy)
-            xg = xb.detach().requires_grad_(True)
-            out = self.forward(xg, module)
-            score = self.resolve_from(out).score(out)
-            if not score.requires_grad:
-                raise not_differentiable()
-            (grad,) = torch.autograd.grad(score.sum(), xg, allow_unused=True)
-        if grad is None:
-            raise not_differentiable()
-        return grad.detach(), score.detach().float()
+        with gradient_budget(self.budget_mb, self.model.module):
+            grad, score = input_gradient(lambda xg: self.forward(xg, module), lambda out: self.resolve_from(out).score(out), xb)
+        return grad, score.float()
 
 
 def record_completeness(ctx: MethodContext, attribution: np.ndarray, baseline_score: float) -> None:
@@ -245,14 +239,6 @@ def record_completeness(ctx: MethodContext, attribution: np.ndarray, baseline_sc
     }
 
 
-def not_differentiable() -> MethodError:
-    return MethodError(
-        "The model's output does not depend differentiably on its input (it may run under torch.no_grad, "
-        "detach tensors, or threshold/argmax its output), so gradient methods cannot be applied.",
-        "Return raw logits from a differentiable forward, or use a perturbation method such as occlusion.",
-    )
-
-
 def baseline_value(x: torch.Tensor, kind: str) -> float:
     """A constant reference intensity in model space: ``zeros``, ``min`` or ``mean`` of the input."""
     if kind == "zeros":
@@ -262,13 +248,3 @@ def baseline_value(x: torch.Tensor, kind: str) -> float:
     if kind == "mean":
         return float(x.mean())
     raise ValueError(kind)
-
-
-def model_failure(err: Exception, x: torch.Tensor) -> ModelError:
-    """A model that raised on the input, as a user-facing error."""
-    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return ModelError(
-        f"The model failed on an input of shape {tuple(x.shape)}: {first}",
-        "Check that the image's dimensionality, channels and size fit the model, and give the model a spec "
-        "(spatial_dims, in_channels, input_size or input_spacing) so the scan is resampled to what it expects.",
-    )
