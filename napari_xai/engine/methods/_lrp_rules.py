@@ -37,7 +37,7 @@ Each rule is one small class (:class:`Epsilon`, :class:`Gamma`,
 :class:`AlphaBeta`, :class:`ZBox`), and a :class:`Composite` maps layer types
 to rules, with its own rule for the input layer, as zennit's
 ``LayerMapComposite`` / ``SpecialFirstLayerMapComposite`` do; a new rule is
-one subclass of :class:`Rule`, a new composite one entry of
+one subclass of :class:`Rule` (its ``redistribute``), a new composite one entry of
 :data:`COMPOSITE_BUILDERS`.
 
 Composites (which rule goes where) follow zennit's names: ``epsilon``,
@@ -132,14 +132,18 @@ class Rule:
     """An LRP rule: maps the relevance of a layer's output to the relevance of its input.
 
     A new rule is one subclass that sets :attr:`tag` and defines
-    :meth:`relevance`; a :class:`Composite` says which layers get it.
+    :meth:`redistribute`; a :class:`Composite` says which layers get it.
     """
 
     #: Short name recorded in the run's provenance (``checks["lrp"]["rules"]``).
     tag = "rule"
 
     def relevance(self, layer: nn.Module, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-        """Relevance of the layer's input ``x`` (a leaf requiring grad) given the relevance ``r`` of its output."""
+        """Relevance of the layer's input ``x`` given the relevance ``r`` of its output (what the backward pass calls)."""
+        return self.redistribute(layer, x.detach().requires_grad_(True), r)
+
+    def redistribute(self, layer: nn.Module, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        """The rule itself: ``r`` handed to the layer's input ``x`` (a leaf requiring grad)."""
         raise NotImplementedError
 
 
@@ -151,7 +155,7 @@ class Epsilon(Rule):
     def __init__(self, epsilon: float = 1e-6) -> None:
         self.epsilon = epsilon
 
-    def relevance(self, layer: nn.Module, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def redistribute(self, layer: nn.Module, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:  # noqa: D102
         # forward() rather than __call__: the rule hooks stay off inside the rule
         z = _affine(layer)(x, layer.weight, layer.bias) if isinstance(layer, WEIGHTED) else layer.forward(x)
         return _epsilon_step(z, x, r, self.epsilon)
@@ -165,7 +169,7 @@ class Gamma(Rule):
     def __init__(self, gamma: float = 0.25, epsilon: float = 1e-6) -> None:
         self.gamma, self.epsilon = gamma, epsilon
 
-    def relevance(self, layer: nn.Module, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def redistribute(self, layer: nn.Module, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:  # noqa: D102
         w, b = layer.weight, layer.bias
         z = _affine(layer)(x, w + self.gamma * _pos(w), None if b is None else b + self.gamma * _pos(b))
         return _epsilon_step(z, x, r, self.epsilon)
@@ -178,7 +182,7 @@ class AlphaBeta(Rule):
         self.alpha, self.beta = alpha, beta
         self.tag = f"alpha{alpha:g}_beta{beta:g}"
 
-    def relevance(self, layer: nn.Module, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def redistribute(self, layer: nn.Module, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:  # noqa: D102
         f, w = _affine(layer), layer.weight
         xp = x.detach().clamp(min=0).requires_grad_(True)
         xn = x.detach().clamp(max=0).requires_grad_(True)
@@ -201,7 +205,7 @@ class ZBox(Rule):
     def __init__(self, low: float, high: float, epsilon: float = 1e-6) -> None:
         self.low, self.high, self.epsilon = low, high, epsilon
 
-    def relevance(self, layer: nn.Module, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def redistribute(self, layer: nn.Module, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:  # noqa: D102
         f, w, b = _affine(layer), layer.weight, layer.bias
         lo = torch.full_like(x, self.low).requires_grad_(True)
         hi = torch.full_like(x, self.high).requires_grad_(True)
@@ -229,7 +233,7 @@ class _RuleFunction(torch.autograd.Function):
     def backward(ctx: Any, r: torch.Tensor) -> tuple[Any, ...]:  # noqa: D102
         (x,) = ctx.saved_tensors
         with torch.enable_grad():
-            rel = ctx.rule.relevance(ctx.layer, x.detach().requires_grad_(True), r).detach()
+            rel = ctx.rule.relevance(ctx.layer, x, r).detach()
         if ctx.after is not None:
             ctx.after()
         return rel, None, None, None, None

@@ -26,6 +26,7 @@ from ..errors import MethodError
 from ..progress import Progress
 from .toolkit.context import MethodContext
 from .toolkit.gradients import input_gradient
+from .toolkit.model_copy import copy_model
 
 #: Element-wise non-linearities DeepLIFT's rescale rule is applied to.
 NONLINEAR = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.PReLU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Softplus, nn.Mish, nn.Hardtanh, nn.ReLU6)
@@ -58,6 +59,20 @@ class _DeconvReLU(torch.autograd.Function):
 
 
 RELU_RULES = {"guided": _GuidedReLU, "deconv": _DeconvReLU}
+
+
+def relu_rule_map(rule: str, title: str):
+    """``batch_map(ctx, params)`` (see ``MethodSpec.batch_map``) of the ReLU ``rule`` (``guided`` or ``deconv``).
+
+    The map of each input of a batch is its raw, signed gradient through one
+    private copy of the model with the rule (one pass each).
+    """
+
+    def batch_map(ctx: MethodContext, params: dict[str, Any]):
+        clone = copy_model(ctx, title)
+        return (lambda xb: relu_rule_gradients(ctx, clone, xb, rule)), 1
+
+    return batch_map
 
 
 def relu_rule_gradients(ctx: MethodContext, clone: nn.Module, xb: torch.Tensor, rule: str) -> torch.Tensor:

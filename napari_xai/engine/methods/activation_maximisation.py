@@ -105,7 +105,7 @@ def _deep_dream(ctx: MethodContext, params: dict[str, Any]) -> Generator[Progres
     return img[0].cpu().numpy()
 
 
-def _params(steps: int, step_size: float, l2: float, tv: float, blur_every: int) -> tuple[ParamSpec, ...]:
+def ascent_params(steps: int, step_size: float, l2: float, tv: float, blur_every: int) -> tuple[ParamSpec, ...]:
     return (
         ParamSpec("steps", int, steps, "Gradient-ascent steps.", min=1, max=10000),
         ParamSpec("step_size", float, step_size, "Step as a fraction of the input's intensity range (per mean-normalised gradient).", min=0.0, max=10.0),
@@ -128,7 +128,7 @@ CLASS_MODEL = register_method(
         summary="A synthetic image that maximises the target score from a neutral start: what the class looks like to the model.",
         needs=frozenset({"gradients"}),
         sign="signed",
-        params=_params(100, 0.02, 0.01, 0.1, 4),
+        params=ascent_params(100, 0.02, 0.01, 0.1, 4),
         run=_class_model,
         stochastic=True,
         output="image",
@@ -145,7 +145,7 @@ DEEP_DREAM = register_method(
         summary="The scan changed step by step to raise the target class (over the region): which features the model wants more of.",
         needs=frozenset({"gradients"}),
         sign="signed",
-        params=_params(50, 0.005, 0.0, 0.0, 0)
+        params=ascent_params(50, 0.005, 0.0, 0.0, 0)
         + (ParamSpec("keep_range", bool, True, "Keep intensities within the scan's range."),),
         run=_deep_dream,
         stochastic=True,

@@ -27,9 +27,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..registry import MethodSpec, register_method
-from ._modified import relu_rule_gradients
+from ._modified import relu_rule_map
 from .toolkit.context import MethodContext
-from .toolkit.model_copy import copy_model
 from .toolkit.params import ABSOLUTE
 from .toolkit.recipes import single_pass_run
 
@@ -37,15 +36,6 @@ from .toolkit.recipes import single_pass_run
 def _input_x_gradient_map(ctx: MethodContext, params: dict[str, Any]):
     """Input x gradient of each input of a batch (one pass each)."""
     return (lambda xb: xb * ctx.gradients(xb)[0]), 1
-
-
-def _relu_rule_map(rule: str, title: str):
-    def batch_map(ctx: MethodContext, params: dict[str, Any]):
-        """The rule's raw, signed map of each input of a batch, through one private copy of the model (one pass each)."""
-        clone = copy_model(ctx, title)
-        return (lambda xb: relu_rule_gradients(ctx, clone, xb, rule)), 1
-
-    return batch_map
 
 
 INPUT_X_GRADIENT = register_method(
@@ -76,10 +66,10 @@ GUIDED_BACKPROP = register_method(
         needs=frozenset({"gradients"}),
         sign="signed",
         params=(ABSOLUTE,),
-        run=single_pass_run(_relu_rule_map("guided", "Guided Backprop"), "Guided Backprop", absolute="absolute"),
+        run=single_pass_run(relu_rule_map("guided", "Guided Backprop"), "Guided Backprop", absolute="absolute"),
         one_pass=True,
         sign_param="absolute",
-        batch_map=_relu_rule_map("guided", "Guided Backprop"),
+        batch_map=relu_rule_map("guided", "Guided Backprop"),
     )
 )
 
@@ -93,9 +83,9 @@ DECONVNET = register_method(
         needs=frozenset({"gradients"}),
         sign="signed",
         params=(ABSOLUTE,),
-        run=single_pass_run(_relu_rule_map("deconv", "DeconvNet"), "DeconvNet", absolute="absolute"),
+        run=single_pass_run(relu_rule_map("deconv", "DeconvNet"), "DeconvNet", absolute="absolute"),
         one_pass=True,
         sign_param="absolute",
-        batch_map=_relu_rule_map("deconv", "DeconvNet"),
+        batch_map=relu_rule_map("deconv", "DeconvNet"),
     )
 )
