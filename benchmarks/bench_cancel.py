@@ -26,7 +26,7 @@ does not depend on the machine's load, where the seconds do. A run longer
 than ``--cap`` seconds is stopped there (marked ``>``; its gaps so far are
 still reported). Timing depends on the machine's load: run it
 under the heavy-run lock and note the load. The unit tests check the events
-and cancel without timing (``tests/methods/test_cancel_events.py``).
+and cancel without timing (``tests/engine/methods/test_cancel_events.py``).
 """
 
 from __future__ import annotations

@@ -160,7 +160,7 @@ def occlusion_densenet(repeat: int, captum_full: bool) -> list[dict]:
     from captum.attr import Occlusion
 
     from napari_xai.engine import explain
-    from napari_xai.engine.methods import _incremental
+    from napari_xai.engine.methods.perturbation import incremental as _incremental
 
     net = densenet()
     image = np.random.default_rng(1).normal(size=(64, 64, 64)).astype(np.float32)

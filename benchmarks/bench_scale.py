@@ -173,9 +173,9 @@ def run_case(size: str, method: str, windows: bool, roi: int, budget: int, threa
     out["peak_above_baseline_mb"] = (peak_kb - baseline_kb) / 1024
     out["model_mb"] = sum(p.numel() * p.element_size() for p in module.parameters()) / 2**20
     # Grad-CAM's whole-volume reference stitches the layer's activations across windows, which the engine's
-    # whole-volume path cannot see: tests/test_sliding_window.py checks it against MONAI's own blending.
+    # whole-volume path cannot see: tests/engine/test_sliding_window.py checks it against MONAI's own blending.
     if check and values is not None and windows and method not in ("grad_cam", "grad_cam_pp"):
-        if net_name == "nnunet":  # the engine's forward in nnU-Net's style (tests/test_nnunet.py checks it against nnU-Net's loop)
+        if net_name == "nnunet":  # the engine's forward in nnU-Net's style (tests/engine/models/test_nnunet.py checks it against nnU-Net's loop)
             def whole_forward(x):
                 return sliding_window_forward(module, x, plan_windows(tuple(x.shape[2:]), sw), batch=4)
             whole_spec = {**net.spec.to_dict(), "sliding_window": None}

@@ -5,7 +5,7 @@
 For the two occlusion rows of ``bench_methods.py`` (plain 3D CNN at
 40 x 48 x 40 with 4^3 windows at stride 4; MONAI DenseNet-121 3D at 64^3 with
 8^3 windows at stride 8) it replays the windows on the recorded unoccluded
-pass (``napari_xai.engine.methods._incremental``) and counts the
+pass (``napari_xai.engine.methods.perturbation.incremental``) and counts the
 multiply-adds of every convolution the replay runs, against the same
 convolutions in one full forward pass per window. The share recomputed is
 independent of the machine and its load: it bounds what the exact
@@ -55,8 +55,8 @@ class ConvMeter(TorchFunctionMode):
 
 
 def measure(name: str, net, x: torch.Tensor, window: int, windows: int | None) -> None:
-    from napari_xai.engine.methods import _incremental
-    from napari_xai.engine.methods.occlusion import window_starts
+    from napari_xai.engine.methods.perturbation import incremental as _incremental
+    from napari_xai.engine.methods.perturbation.occlusion import window_starts
 
     tape, why, _ = _incremental.record(net, x)
     assert tape is not None, why
@@ -91,8 +91,8 @@ def measure(name: str, net, x: torch.Tensor, window: int, windows: int | None) -
 
 def layout(name: str, net, x: torch.Tensor, window: int, rounds: int = 7) -> None:
     """Replay time of one batch of 32 windows with the crops' 3D convolutions channels-last against contiguous."""
-    from napari_xai.engine.methods import _incremental
-    from napari_xai.engine.methods.occlusion import window_starts
+    from napari_xai.engine.methods.perturbation import incremental as _incremental
+    from napari_xai.engine.methods.perturbation.occlusion import window_starts
 
     tape, _, _ = _incremental.record(net, x)
     starts = window_starts(tuple(x.shape[2:]), (window,) * 3, (window,) * 3)

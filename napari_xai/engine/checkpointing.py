@@ -1,7 +1,7 @@
 """Activation checkpointing for networks that must see the whole volume at once.
 
 A gradient pass keeps, for its backward pass, every activation autograd
-saves. A network run by sliding windows (``methods/_windows.py``) bounds that
+saves. A network run by sliding windows (``methods/windowed_model.py``) bounds that
 by the window; one that must see the whole volume (a classifier, or a
 segmentation network without a ``sliding_window`` in its spec) cannot. Its
 gradient pass then runs the network as *checkpointed segments*

@@ -387,7 +387,7 @@ def _lrp(p: dict, _s: tuple[int, ...], _c: int) -> tuple[int, int]:
 
 
 def _kernel_shap(p: dict, _s: tuple[int, ...], _c: int) -> tuple[int, int]:
-    from .methods.kernel_shap import auto_samples
+    from .methods.perturbation.kernel_shap import auto_samples
 
     n = p["n_samples"] or auto_samples(p["n_segments"])
     return n, 0

@@ -23,7 +23,7 @@ from .budget import counted_activations
 from .call_hooks import shared_eval_mode
 from .errors import MethodError
 from .methods.toolkit import MethodContext
-from .methods._windows import windowed_model
+from .methods.windowed_model import windowed_model
 from .model_space import to_scan_grid
 from .prepare import checked_output, forward_once, module_device, prepare_run
 from .progress import Progress, run_to_end

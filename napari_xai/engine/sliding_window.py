@@ -18,7 +18,7 @@ MONAI's function:
 
 Written here rather than calling MONAI so that MONAI stays an optional extra
 and so that the engine can run the same windows one at a time for
-attribution (see ``methods/_windows.py``); ``tests/test_sliding_window.py``
+attribution (see ``methods/windowed_model.py``); ``tests/engine/test_sliding_window.py``
 checks the definition against MONAI's function itself.
 
 With ``style: "nnunet"`` (set by the nnU-Net loader) steps 2 and 3 are
@@ -26,7 +26,7 @@ nnU-Net's predictor instead (``nnunetv2/inference/sliding_window_prediction.py``
 as many windows per axis as a step of ``roi * (1 - overlap)`` needs, spread
 evenly from the first position to the last, and a Gaussian that peaks on
 voxel ``roi // 2`` and is raised only where it is exactly zero;
-``tests/test_nnunet.py`` checks it against nnU-Net's loop, transcribed.
+``tests/engine/models/test_nnunet.py`` checks it against nnU-Net's loop, transcribed.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
-"""A method registered from outside the package (tests/test_extension_api.py) appears in the dock and runs (issue 13 item 6)."""
+"""A method registered from outside the package (tests/engine/methods/test_extension_api.py) appears in the dock and runs (issue 13 item 6)."""
 
 from __future__ import annotations
 
 from napari_xai._napari._layers import PROVENANCE_KEY, is_result_layer
 from tests.napari.conftest import WIDGET, wait_until_done
-from tests.test_extension_api import user_method  # noqa: F401  (fixture: registers it, then removes it)
+from tests.engine.methods.test_extension_api import user_method  # noqa: F401  (fixture: registers it, then removes it)
 from tests.conftest import make_net
 
 

@@ -1,4 +1,4 @@
-"""A method registered from outside the package (tests/test_extension_api.py) appears in the Slicer module and runs (issue 13 item 6).
+"""A method registered from outside the package (tests/engine/methods/test_extension_api.py) appears in the Slicer module and runs (issue 13 item 6).
 
 The module's menu comes from the static catalogue (no torch at load time); methods registered in this
 process by code that imported the engine are added to it when the module loads (``params.registered_elsewhere``).
@@ -12,7 +12,7 @@ import slicer.util
 from SaliencyMapsLib import nodes
 from tests.slicer.conftest import make_gui
 from tests.slicer.test_widget import model_file, ready  # noqa: F401  (fixture)
-from tests.test_extension_api import user_method  # noqa: F401  (fixture: registers it, then removes it)
+from tests.engine.methods.test_extension_api import user_method  # noqa: F401  (fixture: registers it, then removes it)
 
 
 def test_a_user_registered_method_is_in_the_menu_and_runs(monkeypatch, scene, model_file, user_method):  # noqa: F811

@@ -43,7 +43,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import ModelError, UntrustedModelError
-from ._weights import load_state_strict
+from .state_dict import load_state_strict
 from .loaded_model import LoadedModel, weights_identity
 from .spec import ModelSpec
 
