@@ -27,6 +27,22 @@ FAST = {
 
 MAP_METHODS = [m.name for m in list_methods() if m.family != "activation maximisation"]
 
+#: A "method" that returns the input image puts this share of its positive mass on the
+#: evidence (the blob is bright): 0.876 in 2D, 0.683 in 3D. A method must close at least
+#: this fraction of the gap between that share and 1 (measured shares: 0.93-1.0 in 2D and
+#: 0.86-1.0 in 3D for every method below; the bar is then 0.926 in 2D and 0.810 in 3D).
+IMAGE_MARGIN = 0.4
+#: HiPe's coarsest cells must not be larger than the evidence: with 2 cells per axis each
+#: coarse cell (12 x 14 voxels in 2D) is larger than the box, and the sum over depths puts
+#: its saliency on the whole cell (measured 0.78 in 2D, 0.73 in 3D); 4 cells: 0.93 / 0.94.
+BEAT_IMAGE_SETTINGS = {**FAST, "hipe": {"min_cell": 2, "start_cells": 4}}
+#: RISE does not beat the input image (investigated): its map is the covariance of the score
+#: with smooth random masks, zero outside the evidence only in expectation, and each mask's
+#: smoothness (one grid cell) spreads the evidence by about a cell. Measured in 2D: 0.74
+#: (500 masks), 0.86 (2000), 0.87 (8000), 0.87 with a finer grid (12 cells, 2000 masks),
+#: against the image's 0.876; in 3D 0.65 and 0.63 against 0.68. Recorded as a known failure.
+BELOW_IMAGE = {"rise"}
+
 
 @pytest.mark.parametrize("dim", [2, 3])
 @pytest.mark.parametrize("segmentation", [False, True], ids=["class", "region"])
@@ -39,3 +55,20 @@ def test_method_puts_most_positive_mass_on_planted_evidence(method, dim, segment
     assert np.isfinite(a.values).all() and np.abs(a.values).max() > 0
     share = positive_mass_in_box(a.values, box)
     assert share > 0.5, f"{method}: only {share:.0%} of the positive attribution is on the planted evidence"
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+@pytest.mark.parametrize("segmentation", [False, True], ids=["class", "region"])
+@pytest.mark.parametrize(
+    "method",
+    [pytest.param(m, marks=pytest.mark.xfail(strict=True, reason="RISE converges to about the input image's share")) if m in BELOW_IMAGE else m for m in MAP_METHODS],
+)
+def test_method_localises_better_than_the_input_image(method, dim, segmentation):
+    """The share must beat what returning the input image itself gives, by IMAGE_MARGIN of the gap to 1."""
+    net, image, box, region = planted_case(dim, segmentation)
+    kwargs = {"region": region} if segmentation else {}
+    a = explain(net, image, method, target=1, **kwargs, **BEAT_IMAGE_SETTINGS.get(method, {}))
+    image_share = positive_mass_in_box(image, box)
+    bar = image_share + IMAGE_MARGIN * (1 - image_share)
+    share = positive_mass_in_box(a.values, box)
+    assert share > bar, f"{method}: {share:.3f} of the positive mass on the evidence, the input image itself gives {image_share:.3f} (bar {bar:.3f})"
