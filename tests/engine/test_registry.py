@@ -75,7 +75,7 @@ def test_method_guide_has_a_measured_trust_metrics_row_for_every_method():
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "trust_metrics.py"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "trust_metrics.py"
     spec = importlib.util.spec_from_file_location("trust_metrics_benchmark", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)

@@ -39,6 +39,9 @@ def _script(name: str) -> ModuleType:
     key = f"_napari_xai_sample_models_{name}"
     if key in sys.modules:
         return sys.modules[key]
+    scripts = str(REPO / "sample_models")
+    if scripts not in sys.path:  # the scripts import their shared loop (sample_models/training.py) as run from there
+        sys.path.insert(0, scripts)
     spec = importlib.util.spec_from_file_location(key, REPO / "sample_models" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[key] = module

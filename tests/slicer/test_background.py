@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ import slicer
 import slicer.util
 import torch
 
+from napari_xai.engine.progress import Progress
 from napari_xai.session import jobs
 from SaliencyMapsLib import nodes
 from tests.conftest import make_net, oblique_sitk
@@ -55,10 +57,22 @@ def test_the_engine_runs_off_the_main_thread_and_the_scene_is_touched_only_on_it
     assert gui.ui.predictionLabel.text.startswith("predicted")
 
 
-def test_cancel_stops_the_run_and_writes_nothing(gui510, model_file):
+def test_cancel_stops_the_run_and_writes_nothing(gui510, model_file, monkeypatch):
     gui = gui510
+    real_iter = jobs.explain_iter
+
+    def until_cancelled(*args, **kwargs):
+        # The real run's first event, then events until the run is cancelled (at most ~30 s): on an idle
+        # machine the tiny model's real run can end before the cancel is pressed.
+        run = real_iter(*args, **kwargs)
+        yield next(run)
+        run.close()
+        for i in range(3000):
+            time.sleep(0.01)
+            yield Progress(1 + i, 10_000, "waiting for Cancel")
+
+    monkeypatch.setattr(jobs, "explain_iter", until_cancelled)
     ready(gui, model_file, "occlusion")
-    gui.pn.methodParameters = '{"occlusion": {"window": 2, "stride": 1}}'  # hundreds of windows: long enough to cancel
     before = gui.scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")
     gui.widget.onApplyButton()
     standins.run_timers(until=lambda: len(gui.dialogs.progress) == 2 and gui.dialogs.progress[1].value > 0)
