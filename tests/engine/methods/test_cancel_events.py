@@ -290,3 +290,6 @@ def test_deeplift_yields_between_the_reference_pass_and_the_backward_pass(method
     assert recorded
     for i in recorded:  # a reference pass before each "recorded" event, the pass on the inputs after it
         assert at_event[i - 1][2] < at_event[i][2] < at_event[i + 1][2]
+        # ... and an event between that rescaled forward and its backward (no forward after it)
+        assert "rescaled forward done" in at_event[i + 1][0]
+        assert at_event[i + 2][2] == at_event[i + 1][2]

@@ -25,7 +25,7 @@ from ...call_hooks import output_hooks
 from ...errors import MethodError
 from ...progress import Progress
 from ..toolkit.context import MethodContext
-from ..toolkit.gradients import input_gradient
+from ..toolkit.gradients import checked_grad, input_gradient
 from ..toolkit.model_copy import copy_model
 
 #: Element-wise non-linearities DeepLIFT's rescale rule is applied to.
@@ -148,8 +148,9 @@ def deeplift_multipliers(
     Two passes: the references' non-linearity inputs and outputs are recorded
     (call order), then the inputs run with every non-linearity's backward
     replaced by the rescale multiplier against its recorded reference. A
-    generator: it yields ``between`` after the first pass (grad mode is not
-    held across it).
+    generator: it yields ``between`` after the first pass, and an event after
+    the rescaled forward, before its backward (grad mode is never held across
+    a yield).
 
     Returns
     -------
@@ -176,6 +177,13 @@ def deeplift_multipliers(
         fn = _MaxPoolRescale if isinstance(layer, MAXPOOLS) else _Rescale
         return fn.apply(i, o, recorded[k][0], recorded[k][1], layer)
 
-    with output_hooks(clone, kinds, rescale):
-        grad, score = input_gradient(clone, ctx.target.score, xb, copy_input=True)
-    return grad, score.float(), ref_scores
+    # The modified forward and its backward are split by an event: on a 3D network each is a few
+    # forward passes' worth of work, too long together for Cancel to wait (the graph, not grad mode,
+    # is held across the yield).
+    with output_hooks(clone, kinds, rescale), torch.enable_grad():
+        leaf = xb.detach().clone().requires_grad_(True)
+        score = ctx.target.score(clone(leaf))
+    yield Progress(between.done, between.total, f"{between.message.split(':')[0]}: rescaled forward done, its backward pass")
+    with torch.enable_grad():
+        (grad,) = checked_grad(score.sum(), leaf)
+    return grad, score.detach().float(), ref_scores
