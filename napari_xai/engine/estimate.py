@@ -327,7 +327,8 @@ def _layer_channels(loaded: Any, probe: torch.Tensor, params: dict[str, Any]) ->
         return 0
     with capture_activation(loaded.get_layer(name)) as store, torch.inference_mode():
         loaded.module(probe)
-    return int(store["activation"].shape[1])
+    act = store.get("activation")
+    return int(act.shape[1]) if isinstance(act, torch.Tensor) and act.ndim >= 2 else 0
 
 
 def _carrying_windows(plan: WindowPlan, region_model: np.ndarray | None) -> int:

@@ -185,3 +185,13 @@ def test_forward_only_methods_are_timed_at_the_batch_the_time_slice_allows():
     est = estimate(Slow(), random_volume(), "rise", n_masks=60)
     assert est.forward_seconds >= 0.2
     assert est.seconds >= 60 * 0.2
+
+
+@pytest.mark.parametrize("method", ["grad_cam", "grad_cam_pp"])
+@pytest.mark.parametrize("layer", ["features.4", ""])
+def test_class_activation_maps_run_one_network_pass(method, layer, monkeypatch):
+    """A named layer (parameter or spec) is checked on the method's own pass, not on a probe pass of its own."""
+    net, vol = make_net(3), random_volume()
+    count = _count_conv_samples(monkeypatch, net.features[3].weight.shape)
+    explain(net, vol, method, layer=layer, spec={"cam_layer": "features.4"} if not layer else None)
+    assert count[0] == 1

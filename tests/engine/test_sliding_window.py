@@ -240,9 +240,23 @@ def test_a_single_gradient_pass_over_the_budget_is_stopped():
     vol = np.random.default_rng(0).normal(size=(40, 40, 40)).astype(np.float32)
     with pytest.raises(MemoryBudgetError, match="memory budget of 1 MiB"):
         explain(make_net(3), vol, "vanilla_gradient", memory_budget_mb=1)
-    with pytest.raises(MemoryBudgetError, match="memory budget of 1 MiB"):
-        explain(make_net(3), vol, "grad_cam", memory_budget_mb=1)
+    with pytest.raises(MemoryBudgetError, match="memory budget of 1 MiB"):  # Grad-CAM keeps what lies above its layer
+        explain(make_net(3), vol, "grad_cam", memory_budget_mb=1, layer="features.0")
     assert explain(make_net(3), vol, "vanilla_gradient", memory_budget_mb=64).values.shape == vol.shape
+
+
+def test_grad_cam_keeps_nothing_for_the_backward_below_its_layer():
+    import numpy as np
+
+    from napari_xai.engine import explain
+    from tests.conftest import make_net
+
+    # the first layers' activations (6 x 40^3 floats, 1.5 MiB each) would exceed 1 MiB if they were saved
+    vol = np.random.default_rng(0).normal(size=(40, 40, 40)).astype(np.float32)
+    net = make_net(3)
+    low = explain(net, vol, "grad_cam", memory_budget_mb=1, layer="features.4")
+    high = explain(net, vol, "grad_cam", memory_budget_mb=512, layer="features.4")
+    np.testing.assert_array_equal(low.values, high.values)
 
 
 def test_a_window_over_the_budget_is_refused_with_the_fix():

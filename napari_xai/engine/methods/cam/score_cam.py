@@ -22,7 +22,7 @@ import torch
 from ...progress import Progress
 from ...registry import MethodSpec, ParamSpec, register_method
 from ..toolkit.context import MethodContext, baseline_value
-from ..toolkit.layers import LAYER_PARAM, capture_activation, find_cam_layer
+from ..toolkit.layers import LAYER_PARAM, capture_activation, find_cam_layer, require_spatial
 from ..toolkit.params import RELU, baseline_param
 from ..toolkit.perturbation import scored_batches
 from ..toolkit.resample import upsample
@@ -34,6 +34,7 @@ def _score_cam(ctx: MethodContext, params: dict[str, Any]) -> Generator[Progress
     ctx.checks["layer"] = name
     with capture_activation(ctx.model.get_layer(name)) as store, torch.inference_mode():
         ctx.module(ctx.x)
+        require_spatial(ctx, name, store.get("activation"))
         act = store["activation"].detach().clone()
     act = act.clone()  # a normal tensor (outside inference mode)
     k = act.shape[1]

@@ -14,7 +14,7 @@ and its ``run(ctx, params)`` generator from these pieces (see
   removed), :func:`output_hooks` (replace the output of every layer of some
   types on a private copy) and :func:`copy_model` (that private copy).
 - Layers (``layers``): :func:`find_cam_layer`, :func:`capture_activation`,
-  :func:`activation_and_gradient` and the ``layer`` parameter.
+  :func:`activation_and_gradient`, :func:`require_spatial` and the ``layer`` parameter.
 - Perturbation (``perturbation``): :func:`reference` images,
   :func:`blend`, :func:`occluded`, :func:`gaussian_blur` and the
   perturb-and-score loop :func:`scored_batches`.
@@ -32,7 +32,7 @@ from ...call_hooks import forward_hooks, output_hooks, run_local_forward_hooks
 from ...registry import per_axis
 from .context import MethodContext, baseline_value, model_failure, record_completeness
 from .gradients import checked_grad, input_gradient, not_differentiable
-from .layers import LAYER_PARAM, activation_and_gradient, capture_activation, find_cam_layer
+from .layers import LAYER_PARAM, activation_and_gradient, capture_activation, find_cam_layer, require_spatial
 from .model_copy import copy_model
 from .params import ABSOLUTE, BLUR_SIGMA, CONSTANT_BASELINES, RELU, baseline_param, blur_sigma_param, seed_param
 from .perturbation import BASELINES, OPERATORS, blend, gaussian_blur, occluded, reference, scored_batches
@@ -57,6 +57,7 @@ __all__ = [
     "checked_grad",
     "copy_model",
     "find_cam_layer",
+    "require_spatial",
     "forward_hooks",
     "gaussian_blur",
     "input_gradient",
