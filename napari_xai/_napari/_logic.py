@@ -261,14 +261,35 @@ def comparison_steps(viewer: Any, source: Any, attributions: Iterable[Attributio
 
 def end_comparison(viewer: Any) -> None:
     """Leave the grid and show the layers that were visible before the comparison."""
+    for step in end_comparison_steps(viewer):
+        step()
+
+
+def end_comparison_steps(viewer: Any) -> list[Callable[[], None]]:
+    """:func:`end_comparison` as steps, for a host to run one per turn of its event loop.
+
+    Each visibility change re-lays out napari's scene graph, so only the
+    layers whose visibility differs are changed, one per step; leaving the
+    grid is the last step.
+    """
+    steps: list[Callable[[], None]] = []
     for layer in viewer.layers:
         if VISIBLE_BEFORE_KEY in layer.metadata:
-            layer.visible = bool(layer.metadata.pop(VISIBLE_BEFORE_KEY))
+            show = bool(layer.metadata.pop(VISIBLE_BEFORE_KEY))
         elif layer.metadata.get(COMPARE_KEY) and not layer.metadata.get(PROVENANCE_KEY):
-            layer.visible = False  # scan underlays of the grid: the source layer shows the scan again
-    grid = viewer_grid(viewer)
-    grid.enabled = False
-    grid.stride = 1
+            show = False  # scan underlays of the grid: the source layer shows the scan again
+        else:
+            continue
+        if bool(layer.visible) != show:
+            steps.append(lambda layer=layer, show=show: setattr(layer, "visible", show))
+
+    def leave_grid() -> None:
+        grid = viewer_grid(viewer)
+        grid.enabled = False
+        grid.stride = 1
+
+    steps.append(leave_grid)
+    return steps
 
 
 def viewer_grid(viewer: Any) -> Any:

@@ -221,7 +221,7 @@ class XAIWidget(QWidget):
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
         self.compare_button.clicked.connect(self.run_compare)
-        self.end_compare_button.clicked.connect(lambda: _logic.end_comparison(self.viewer))
+        self.end_compare_button.clicked.connect(lambda: self._in_turns(*_logic.end_comparison_steps(self.viewer)))
         self.export_button.clicked.connect(self._export_dialog)
         self.report_button.clicked.connect(self._report_dialog)
 
