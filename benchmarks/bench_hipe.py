@@ -48,6 +48,8 @@ def compare(model, scan, cell: int, **kwargs) -> dict:
         "same_top_cell": hc == oc,
         "hipe_top_rank_in_occlusion": rank,
         "hipe_top_value_over_occlusion_max": float(occ_means[hc] / np.nanmax(occ_means)),
+        # how far HiPe's top cell lies from occlusion's (in cells, the largest axis offset): 1 is a neighbour
+        "top_cells_apart": int(max(abs(a - b) for a, b in zip(hc, oc))),
         "hipe_s": t_h,
         "occlusion_s": t_o,
     }
@@ -67,12 +69,12 @@ def main() -> None:
         ("segmenter 3D (predicted lesion)", load_lesion_segmenter, load_sample_scan, 6, {"target": 1}),
         ("classifier 2D (axial)", load_lesion_classifier_2d, load_sample_scan_axial, 2, {}),
     ]
-    print(f"{'model':34s} {'cell':>4s} {'HiPe passes':>11s} {'occl. passes':>12s} {'fewer':>6s} {'same top':>8s} {'rank':>4s} {'value':>6s} {'HiPe s':>7s} {'occl. s':>8s}")
+    print(f"{'model':34s} {'cell':>4s} {'HiPe passes':>11s} {'occl. passes':>12s} {'fewer':>6s} {'same top':>8s} {'rank':>4s} {'value':>6s} {'apart':>5s} {'HiPe s':>7s} {'occl. s':>8s}")
     for name, load_model, load_scan, cell, kw in cases:
         r = compare(load_model(), load_scan(), cell, **kw)
         print(
             f"{name:34s} {cell:4d} {r['hipe_passes']:11d} {r['occlusion_passes']:12d} {r['occlusion_passes'] / r['hipe_passes']:6.1f} "
-            f"{str(r['same_top_cell']):>8s} {r['hipe_top_rank_in_occlusion']:4d} {r['hipe_top_value_over_occlusion_max']:6.2f} {r['hipe_s']:7.1f} {r['occlusion_s']:8.1f}",
+            f"{str(r['same_top_cell']):>8s} {r['hipe_top_rank_in_occlusion']:4d} {r['hipe_top_value_over_occlusion_max']:6.3f} {r['top_cells_apart']:5d} {r['hipe_s']:7.1f} {r['occlusion_s']:8.1f}",
             flush=True,
         )
 
