@@ -25,7 +25,7 @@ from ...call_hooks import output_hooks
 from ...errors import MethodError
 from ...progress import Progress
 from ..toolkit.context import MethodContext
-from ..toolkit.gradients import checked_grad, input_gradient
+from ..toolkit.gradients import checked_grad, input_gradient, scored_leaf
 from ..toolkit.model_copy import copy_model
 
 #: Element-wise non-linearities DeepLIFT's rescale rule is applied to.
@@ -181,8 +181,7 @@ def deeplift_multipliers(
     # forward passes' worth of work, too long together for Cancel to wait (the graph, not grad mode,
     # is held across the yield).
     with output_hooks(clone, kinds, rescale), torch.enable_grad():
-        leaf = xb.detach().clone().requires_grad_(True)
-        score = ctx.target.score(clone(leaf))
+        leaf, score = scored_leaf(clone, ctx.target.score, xb, copy_input=True)
     yield Progress(between.done, between.total, f"{between.message.split(':')[0]}: rescaled forward done, its backward pass")
     with torch.enable_grad():
         (grad,) = checked_grad(score.sum(), leaf)

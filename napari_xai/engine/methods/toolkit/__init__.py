@@ -9,7 +9,9 @@ and its ``run(ctx, params)`` generator from these pieces (see
   ``ctx.gradients(xb)`` for batches, ``ctx.planner()`` to size them, and
   ``ctx.checks`` for what the run measured (e.g. :func:`record_completeness`).
 - Gradients (``gradients``): :func:`checked_grad` and :func:`input_gradient`,
-  which refuse a model whose output is not differentiable with one message.
+  which refuse a model whose output is not differentiable with one message,
+  and :func:`scored_leaf` (input_gradient's leaf and scores, for a method
+  that yields between its forward and backward passes).
 - Hooks (``hooks``): :func:`forward_hooks` (registered for a block, always
   removed), :func:`output_hooks` (replace the output of every layer of some
   types on a private copy) and :func:`copy_model` (that private copy).
@@ -31,7 +33,7 @@ are where each piece lives.
 from ...call_hooks import forward_hooks, output_hooks, run_local_forward_hooks
 from ...registry import per_axis
 from .context import MethodContext, baseline_value, model_failure, record_completeness
-from .gradients import checked_grad, input_gradient, not_differentiable
+from .gradients import checked_grad, input_gradient, not_differentiable, scored_leaf
 from .layers import LAYER_PARAM, activation_and_gradient, capture_activation, find_cam_layer, require_spatial
 from .model_copy import copy_model
 from .params import ABSOLUTE, BLUR_SIGMA, CONSTANT_BASELINES, RELU, baseline_param, blur_sigma_param, seed_param
@@ -70,6 +72,7 @@ __all__ = [
     "reference",
     "run_local_forward_hooks",
     "scored_batches",
+    "scored_leaf",
     "seed_param",
     "single_pass_run",
     "upsample",

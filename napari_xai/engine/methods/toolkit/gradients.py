@@ -99,8 +99,33 @@ def input_gradient(
         The score does not depend differentiably on the input.
     """
     with torch.enable_grad():
-        leaf = x.detach().clone() if copy_input else x.detach()  # detach shares storage: no copy of x
-        leaf.requires_grad_(True)
-        s = score(forward(leaf))
+        leaf, s = scored_leaf(forward, score, x, copy_input)
         (grad,) = checked_grad(s.sum(), leaf)
     return grad, s.detach()
+
+
+def scored_leaf(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    score: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    copy_input: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A leaf of ``x`` that requires grad and its scores ``score(forward(leaf))``, ready for :func:`checked_grad`.
+
+    The first half of :func:`input_gradient`, for a method that must do
+    something between the forward pass and its backward pass (DeepLIFT
+    yields an event there). Call it inside grad mode.
+
+    Parameters
+    ----------
+    forward, score, x, copy_input
+        As for :func:`input_gradient`.
+
+    Returns
+    -------
+    leaf, scores : torch.Tensor
+        ``(N, C, *spatial)`` requiring grad, and ``(N,)`` still in the graph.
+    """
+    leaf = x.detach().clone() if copy_input else x.detach()  # detach shares storage: no copy of x
+    leaf.requires_grad_(True)
+    return leaf, score(forward(leaf))
