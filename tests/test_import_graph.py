@@ -99,10 +99,20 @@ def test_the_checker_finds_a_planted_cycle():
 
 
 def test_the_engine_imports_no_host_and_not_the_samples():
-    """The engine's modules (the command line apart, which is its own layer) import no host and no sample."""
+    """The engine's modules import no host, no sample, not the session and not the command lines."""
     graph = import_graph()
     for module, targets in graph.items():
-        if not module.startswith("napari_xai.engine") or module == "napari_xai.engine.cli":
+        if not module.startswith("napari_xai.engine"):
             continue
-        bad = {t for t in targets if t.startswith(("napari_xai.samples", "napari_xai._napari", "napari_xai.cohort"))}
+        bad = {t for t in targets if t.startswith(("napari_xai.samples", "napari_xai._napari", "napari_xai.cohort", "napari_xai.session", "napari_xai.cli"))}
+        assert not bad, f"{module} imports {sorted(bad)}"
+
+
+def test_the_session_imports_no_host():
+    """The host-neutral session imports the engine (and the samples, which register themselves), never a host or a command line."""
+    graph = import_graph()
+    for module, targets in graph.items():
+        if not module.startswith("napari_xai.session"):
+            continue
+        bad = {t for t in targets if t.startswith(("napari_xai._napari", "napari_xai.cohort", "napari_xai.cli"))}
         assert not bad, f"{module} imports {sorted(bad)}"

@@ -1,8 +1,63 @@
-"""``python -m napari_xai`` without a screen, and its choice of Qt binding."""
+"""``python -m napari_xai``: the main command on a sample-shaped model, without a screen, and its choice of Qt binding."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
 from napari_xai import __main__ as entry
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _tiny_sample_model(folder: Path) -> Path:
+    """A sample-model-shaped spec + safetensors (random weights, narrow): the main command without the trained model."""
+    from safetensors.torch import save_file
+
+    from napari_xai.samples.architectures import LesionClassifier3D
+
+    torch.manual_seed(0)
+    net = LesionClassifier3D(width=2)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(folder / "tiny.safetensors"))
+    spec = {
+        "name": "tiny lesion classifier",
+        "task": "classification",
+        "spatial_dims": 3,
+        "in_channels": 1,
+        "intensity": {"type": "zscore", "nonzero": True},
+        "labels": ["no lesion", "lesion"],
+        "cam_layer": "features.5",
+        "architecture": {"factory": "lesion_classifier_3d", "kwargs": {"width": 2}},
+        "weights": "tiny.safetensors",
+    }
+    path = folder / "tiny.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def test_main_command_opens_sample_and_runs(tmp_path):
+    spec = _tiny_sample_model(tmp_path)
+    figure = tmp_path / "figure.png"
+    shot = tmp_path / "window.png"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(
+        [sys.executable, "-m", "napari_xai", "--no-show", "--run", "--method", "vanilla_gradient", "--model", str(spec), "--figure", str(figure), "--screenshot", str(shot)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=REPO,
+        env=env,
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+    assert "Done: Vanilla Gradient" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
+    assert figure.is_file() and figure.stat().st_size > 10_000
+    assert shot.is_file() and shot.stat().st_size > 10_000
 
 
 def test_no_display_gives_a_clear_message_instead_of_a_qt_abort(monkeypatch, capsys):

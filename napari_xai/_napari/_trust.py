@@ -7,7 +7,6 @@ the results back into the layers' provenance.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generator
@@ -20,7 +19,7 @@ from napari_xai.engine.image import ScanImage
 from napari_xai.engine.metrics import derive_anatomy, evaluate_maps_iter
 from napari_xai.engine.progress import Progress
 from napari_xai.engine.registry import get_method
-from napari_xai.session.models import get_model, sample_models
+from napari_xai.session.models import get_model
 from napari_xai.session.slices import evaluation_inputs
 
 from . import _logic
@@ -153,8 +152,3 @@ def show_anatomy(viewer: Any, source: Any, anatomy: np.ndarray | None = None) ->
             return layer
     kwargs = source_transforms(source)
     return viewer.add_labels(mask.astype(np.uint8), name=name, opacity=0.25, metadata={ANATOMY_KEY: source.name}, **kwargs)
-
-
-def sample_model_choices() -> dict[str, os.PathLike]:
-    """The sample models the dock offers (as the main dock does)."""
-    return sample_models()

@@ -11,8 +11,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from napari_xai.engine.cli import parse_param, model_options
-from napari_xai.engine.errors import XAIError
+from napari_xai.cli import exit_status, model_options, parse_param
 
 from .table import ALL_COLUMNS, COLUMNS
 
@@ -59,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from .run import run_cohort
 
-    try:
+    def work() -> int:
         result = run_cohort(
             args.inputs,
             args.model,
@@ -79,18 +78,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             processes=not args.threads,
             progress=not args.no_progress,
         )
-    except XAIError as err:
-        print(f"napari-xai-cohort: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("napari-xai-cohort: interrupted (rerun to resume: complete scans are skipped)", file=sys.stderr)
-        return 130
-    print(f"{result.count('done')} scans explained, {result.count('skipped')} complete from an earlier run, {result.count('failed')} failed")
-    for row in {r["scan_id"]: r for r in result.rows if r.get("status") == "failed"}.values():
-        print(f"  failed: {row['scan_id']}: {row.get('error')}", file=sys.stderr)
-    print(f"table: {result.table_csv}" + (f", {result.table_parquet}" if result.table_parquet else "") + f"; summary: {result.summary_pdf}")
-    return 1 if result.count("failed") else 0
+        print(f"{result.count('done')} scans explained, {result.count('skipped')} complete from an earlier run, {result.count('failed')} failed")
+        for row in {r["scan_id"]: r for r in result.rows if r.get("status") == "failed"}.values():
+            print(f"  failed: {row['scan_id']}: {row.get('error')}", file=sys.stderr)
+        print(f"table: {result.table_csv}" + (f", {result.table_parquet}" if result.table_parquet else "") + f"; summary: {result.summary_pdf}")
+        return 1 if result.count("failed") else 0
 
+    return exit_status("napari-xai-cohort", work, "interrupted (rerun to resume: complete scans are skipped)")
 
 if __name__ == "__main__":
     raise SystemExit(main())

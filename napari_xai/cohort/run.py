@@ -17,7 +17,7 @@ from typing import Any, Iterable, Sequence
 
 from napari_xai.engine.errors import MethodError, XAIError
 from napari_xai.engine.models.loading import load_model
-from napari_xai.engine.registry import get_method
+from napari_xai.session.jobs import method_params
 
 from .inputs import CohortInput, collect_inputs
 from .summary import write_summary
@@ -67,29 +67,6 @@ def plan_cluster(n_scans: int, workers: int | None = None, cores: int | None = N
         workers = max(1, min(n_scans, cores // 2))
     workers = max(1, int(workers))
     return workers, max(1, cores // workers)
-
-
-def method_params(methods: Sequence[str], params: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Each method's share of ``params`` (those it takes), validated.
-
-    Raises
-    ------
-    MethodError
-        Unknown method, a parameter no method takes, or an invalid value.
-    """
-    out: dict[str, dict[str, Any]] = {}
-    used: set[str] = set()
-    for name in methods:
-        spec = get_method(name)
-        names = {p.name for p in spec.params}
-        own = {k: v for k, v in params.items() if k in names}
-        spec.validate_params(own)
-        used |= own.keys()
-        out[name] = own
-    unused = set(params) - used
-    if unused:
-        raise MethodError(f"No chosen method takes the parameter(s) {sorted(unused)}.", "Check the names with napari-xai-explain --list-methods.")
-    return out
 
 
 def run_cohort(

@@ -2,7 +2,7 @@
 
 Runs on a worker. The model is never sent to it (a loaded model is not
 picklable by design): the task carries the model's path and the worker loads
-it once and keeps it (:func:`cached_model`). Everything the task writes lives
+it once and keeps it (:func:`cached_model`, through the session's model cache). Everything the task writes lives
 under the scan's own folder; the completion marker is written last and
 atomically, so a folder without one is redone by the next run.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -95,13 +94,6 @@ class CohortRequest:
         return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
 
 
-_MODELS: dict[tuple[str, int, ModelRef], Any] = {}
-_MODELS_LOCK = threading.Lock()
-#: torch.export.load keeps a process-wide deserializer: two loads at once in
-#: one process (in-process workers) fail, so loads take turns.
-_LOAD_LOCK = threading.Lock()
-
-
 def worker_name() -> str:
     """The Dask worker running this code, or ``local`` outside one."""
     try:
@@ -133,30 +125,22 @@ def available_cores() -> int:
 
 
 def cached_model(ref: ModelRef) -> tuple[Any, bool]:
-    """The worker's loaded model for ``ref``, loading it on first use.
+    """The worker's loaded model for ``ref``, loaded on first use through the process's model cache.
 
-    Keyed by worker and thread as well: methods attach hooks to the module
-    while they run, so two tasks running at once on one worker never share a
-    module (the default cluster runs one task per worker at a time).
+    The cache (:data:`napari_xai.session.models.MODELS`) is keyed by the file,
+    its modification time and the load options; two tasks running at once on
+    one worker share the module, as two runs in the napari or Slicer hosts do
+    (the engine's hooks act only in the thread that set them, and a run never
+    changes the model).
 
     Returns
     -------
     tuple
         The :class:`~napari_xai.engine.LoadedModel` and whether this call loaded it.
     """
-    import napari_xai.samples  # noqa: F401  (registers the sample architectures, so sample models load by path)
-    from napari_xai.engine.models.loading import load_model
+    from napari_xai.session.models import MODELS
 
-    key = (worker_name(), threading.get_ident(), ref)
-    with _MODELS_LOCK:
-        model = _MODELS.get(key)
-    if model is not None:
-        return model, False
-    with _LOAD_LOCK:
-        model = load_model(ref.path, spec=ref.spec, trust_pickle=ref.trust_pickle, **dict(ref.options))
-    with _MODELS_LOCK:
-        _MODELS[key] = model
-    return model, True
+    return MODELS.load(ref.path, ref.spec, trust_pickle=ref.trust_pickle, **dict(ref.options))
 
 
 def scan_dir(out_dir: str | os.PathLike, item: CohortInput) -> Path:
@@ -214,10 +198,9 @@ def failure_message(err: BaseException) -> str:
 
 
 def _run(item: CohortInput, request: CohortRequest, out: Path, base: dict[str, Any]) -> list[dict[str, Any]]:
-    from napari_xai.engine.explain import explain
     from napari_xai.engine.image_io import read_image
-    from napari_xai.engine.predict import predict
     from napari_xai.engine.trust import trust_metrics
+    from napari_xai.session.jobs import Job, model_prediction
 
     model, loaded_now = cached_model(request.model)
     base["model_loaded"] = loaded_now
@@ -234,14 +217,15 @@ def _run(item: CohortInput, request: CohortRequest, out: Path, base: dict[str, A
         if mask.shape != scan.spatial_shape:
             raise ImageError(f"The mask {item.mask} has shape {mask.shape} but the scan has {scan.spatial_shape}.", "Give each scan a mask on its own grid.")
     time_load = time.perf_counter() - t0
-    prediction = predict(model, scan)
+    prediction = model_prediction(model, scan)
     label_index = _label_index(item.label, prediction.labels)
     folder = scan_dir(out, item)
     folder.mkdir(parents=True, exist_ok=True)
     rows, maps, metrics_list = [], [], []
     for method in request.methods:
         t1 = time.perf_counter()
-        attribution = explain(model, scan, method, target=request.target, reduce=request.reduce, memory_budget_mb=request.memory_budget_mb, **request.params.get(method, {}))
+        job = Job(model, scan, method, request.target, None, request.reduce, request.params.get(method, {}), memory_budget_mb=request.memory_budget_mb)
+        attribution = job.run()
         t2 = time.perf_counter()
         # the scan's own folder, without a completion marker: what is there is an interrupted or outdated run of this scan
         map_path = attribution.save(folder / f"{item.scan_id}_{method}{request.map_format}", overwrite=True)

@@ -38,6 +38,12 @@ def format_checks(checks: dict[str, Any]) -> list[str]:
     return lines
 
 
+def completeness_note(checks: dict[str, Any]) -> str:
+    """``completeness error 0.80%`` for a map whose method records completeness, else empty (the command line's result line)."""
+    completeness = checks.get("completeness")
+    return f"completeness error {completeness['relative_delta']:.2%}" if completeness else ""
+
+
 def summary_line(attribution: Attribution, checks: bool = True) -> str:
     """Status line after a run: name, probability and raw score, time, and (with ``checks``) the checks."""
     t = attribution.timings.get("total_s")

@@ -9,15 +9,15 @@ polled by Slicer's QTimer (:class:`~napari_xai.session.background.BackgroundRun`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Generator
+from typing import Any, Callable, Generator, Sequence
 
 import numpy as np
 
-from napari_xai.engine import Attribution, Prediction, Progress, ScanImage, explain_iter
+from napari_xai.engine import Attribution, MethodError, Prediction, Progress, ScanImage, explain_iter, get_method
 from napari_xai.engine import predict as engine_predict
 from napari_xai.engine.estimate import Estimate, format_seconds
 from napari_xai.engine.estimate import estimate as engine_estimate
-from napari_xai.engine.progress import relay
+from napari_xai.engine.progress import relay, run_to_end
 
 from .models import get_model
 from .slices import embed_slice, slice_region, slice_scan
@@ -74,6 +74,20 @@ class Job:
         )
         return attribution if self.slice_index is None else embed_slice(attribution, self.scan, self.slice_index)
 
+    def run(self, on_progress: Callable[[Progress], None] | None = None, should_cancel: Callable[[], bool] | None = None) -> Attribution:
+        """This job's map, computed in the calling thread (the command lines, a cohort's task, scripts).
+
+        The engine's :func:`~napari_xai.engine.progress.run_to_end` over
+        :meth:`explain_iter`: ``on_progress`` gets every event,
+        ``should_cancel`` is polled after each.
+
+        Raises
+        ------
+        Cancelled
+            ``should_cancel`` returned True.
+        """
+        return run_to_end(self.explain_iter(), on_progress, should_cancel, self.method)
+
     def estimate(self) -> Estimate:
         """The engine's cost estimate of this job (a timed probe)."""
         image, region = self.engine_input()
@@ -94,6 +108,31 @@ def run_jobs(jobs: list[Job]) -> Generator[Progress, None, list[Attribution]]:
         results.append((yield from relay(job.explain_iter(), 1000 * i, 1000, 1000 * n, prefix)))
     yield Progress(1000 * n, 1000 * n, "done")
     return results
+
+
+def method_params(methods: Sequence[str], params: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each method's share of ``params`` (those it takes), validated: one set of parameters for several methods.
+
+    Raises
+    ------
+    MethodError
+        Unknown method, a parameter no chosen method takes, or an invalid value.
+    """
+    specs = [get_method(name) for name in methods]
+    known = {p.name for spec in specs for p in spec.params}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        listing = "; ".join(f"{spec.name}: {', '.join(p.name for p in spec.params) or '(none)'}" for spec in specs)
+        raise MethodError(
+            f"No chosen method takes the parameter(s) {', '.join(unknown)}.",
+            f"Use the parameters of the chosen methods ({listing}); see napari-xai-explain --list-methods.",
+        )
+    out: dict[str, dict[str, Any]] = {}
+    for spec in specs:
+        own = {k: v for k, v in params.items() if k in {p.name for p in spec.params}}
+        spec.validate_params(own)
+        out[spec.name] = own
+    return out
 
 
 def estimate_jobs(jobs: list[Job]) -> list[Estimate]:

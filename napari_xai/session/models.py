@@ -1,6 +1,7 @@
 """Models as the hosts offer them: the bundled samples, one lock-guarded cache of loaded files, labels.
 
-napari, Slicer and the trust dock load a model file once and share it: the
+napari, Slicer, the trust dock, the command line and the cohort's workers
+load a model file once and share it: the
 cache is keyed by the resolved path and its modification time (an edited file
 loads again), and a lock makes two worker threads asking for the same file at
 once load it once and get the same :class:`~napari_xai.engine.LoadedModel`.
@@ -12,7 +13,7 @@ import json
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import napari_xai.samples  # noqa: F401  (registers the sample architectures, so sample models load by path)
 from napari_xai.engine import LoadedModel, ModelError, load_model
@@ -76,7 +77,7 @@ class ModelCache:
 
     def __init__(self, size: int = 4) -> None:
         self.size = max(1, int(size))
-        self._models: dict[tuple[str, int], LoadedModel] = {}
+        self._models: dict[tuple[str, Any, int], LoadedModel] = {}
         self._lock = threading.Lock()
 
     def get(self, path: str | os.PathLike, choice: str = "") -> LoadedModel:
@@ -98,20 +99,48 @@ class ModelCache:
                 "Choose a TorchScript file, a torch.export archive (.pt2), or a weights file with its JSON spec.",
             )
         p = p.resolve()
-        key = (str(p), choice if folder else "", p.stat().st_mtime_ns)
-        with self._lock:  # one load per file even when two workers ask at once
-            if key not in self._models:
-                for old in [k for k in self._models if k[:2] == key[:2]]:
-                    del self._models[old]  # an older version of the same file
-                while len(self._models) >= self.size:
-                    del self._models[next(iter(self._models))]
-                if folder:
-                    from napari_xai.engine.models.folders import choice_by_label
+        if folder:
+            from napari_xai.engine.models.folders import choice_by_label
 
-                    self._models[key] = choice_by_label(p, choice).load()
-                else:
-                    self._models[key] = load_model(p)
-            return self._models[key]
+            return self._cached(p, choice, lambda: choice_by_label(p, choice).load())[0]
+        return self._cached(p, "", lambda: load_model(p))[0]
+
+    def load(self, path: str | os.PathLike, spec: Any = None, *, trust_pickle: bool = False, **options: Any) -> tuple[LoadedModel, bool]:
+        """:func:`~napari_xai.engine.load_model` ``(path, spec, trust_pickle=..., **options)`` through the cache.
+
+        For the command lines and the cohort's workers, which load with the
+        options a user gave (``folds``, ``architectures``, ...): the same
+        file with the same options loads once per process.
+
+        Returns
+        -------
+        tuple
+            The :class:`~napari_xai.engine.LoadedModel` and whether this call loaded it.
+
+        Raises
+        ------
+        ModelError, UntrustedModelError
+            As :func:`~napari_xai.engine.load_model` (a missing file gets its message).
+        """
+        p = Path(path)
+        if not p.exists():
+            return load_model(path, spec, trust_pickle=trust_pickle, **options), True  # raises, with the loader's message
+        variant = ("load", _option_key(spec), trust_pickle, tuple(sorted((k, _option_key(v)) for k, v in options.items())))
+        p = p.resolve()
+        return self._cached(p, variant, lambda: load_model(p, spec, trust_pickle=trust_pickle, **options))
+
+    def _cached(self, p: Path, variant: Any, load: Callable[[], LoadedModel]) -> tuple[LoadedModel, bool]:
+        """The model under ``(p, variant)`` for ``p``'s current modification time, loading it with ``load`` when absent."""
+        key = (str(p), variant, p.stat().st_mtime_ns)
+        with self._lock:  # one load per file even when two workers ask at once
+            if key in self._models:
+                return self._models[key], False
+            for old in [k for k in self._models if k[:2] == key[:2]]:
+                del self._models[old]  # an older version of the same file
+            while len(self._models) >= self.size:
+                del self._models[next(iter(self._models))]
+            self._models[key] = load()
+            return self._models[key], True
 
     def clear(self) -> None:
         """Forget every loaded model."""
@@ -119,7 +148,19 @@ class ModelCache:
             self._models.clear()
 
 
-#: The process's cache: the napari docks, the Slicer module and the job runner share it.
+def _option_key(value: Any) -> Any:
+    """A hashable stand-in for a load option (paths as text, lists, dicts and specs as sorted JSON)."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, (str, os.PathLike)):
+        return str(value)
+    if hasattr(value, "to_dict"):
+        value = value.to_dict()
+    return json.dumps(value, sort_keys=True, default=repr)
+
+
+#: The process's cache: the napari docks, the Slicer module, the job runner, the command line and
+#: the cohort's workers share it.
 MODELS = ModelCache()
 
 

@@ -13,7 +13,7 @@ import SimpleITK as sitk
 import torch
 
 from napari_xai.engine import Cancelled, ImageError, TargetError, explain, read_image
-from napari_xai.engine.cli import main, output_stems
+from napari_xai.cli import main, output_stems
 from napari_xai.engine.methods.toolkit import capture_activation
 from napari_xai.engine.methods.cam.cam import replaced_activation
 from napari_xai.engine.call_hooks import shared_eval_mode

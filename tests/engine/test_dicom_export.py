@@ -111,7 +111,7 @@ def test_a_map_off_the_series_grid_is_refused_and_nothing_is_written(exported, t
 def test_cli_writes_a_parametric_map_for_a_dicom_series_and_refuses_other_inputs(exported, tmp_path, capsys):
     import torch
 
-    from napari_xai.engine.cli import main
+    from napari_xai.cli import main
 
     root, scan, attribution, files = exported
     torch.jit.save(torch.jit.trace(make_net(3), torch.randn(1, 1, 7, 9, 11)), str(tmp_path / "net.pt"))

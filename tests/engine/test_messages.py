@@ -13,7 +13,7 @@ import SimpleITK as sitk
 import torch
 
 from napari_xai.engine import ImageError, MethodError, ModelError, ModelSpec, UntrustedModelError, explain, load_model, read_image
-from napari_xai.engine.cli import main
+from napari_xai.cli import main
 
 from tests.conftest import make_net, random_volume
 

@@ -13,7 +13,7 @@ import SimpleITK as sitk
 import torch
 
 from napari_xai.engine import Geometry, ImageError, ScanImage, explain, load_model, read_image
-from napari_xai.engine.cli import main
+from napari_xai.cli import main
 from napari_xai.engine.report import _views, repeat_command, write_report
 
 from tests.conftest import make_net, oblique_sitk

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from napari_xai.engine import napari_layer_kwargs
-from tests.conftest import OBLIQUE
+from napari_xai._napari._layers import scan_from_layer
+from napari_xai.engine import explain, napari_layer_kwargs
+from tests.conftest import OBLIQUE, make_net
 
 WIDGET = "Saliency maps (XAI)"
 SHAPE = (8, 10, 12)
@@ -33,3 +36,15 @@ def widget(viewer, scan_layer, qtbot):
     _, w = viewer.window.add_plugin_dock_widget("napari-xai", WIDGET)
     yield w
     qtbot.waitUntil(lambda: not w.busy, timeout=30000)  # no worker outlives its test
+
+
+@pytest.fixture
+def attribution(scan_layer):
+    """A vanilla-gradient map of the scan layer."""
+    return explain(make_net(3), scan_from_layer(scan_layer), "vanilla_gradient")
+
+
+def signed_copy(attribution, seed=0):
+    """The attribution with random signed values (seeded)."""
+    values = np.random.default_rng(seed).normal(size=attribution.values.shape).astype(np.float32)
+    return dataclasses.replace(attribution, values=values, sign="signed")

@@ -1,20 +1,16 @@
-"""The plugin's napari logic without Qt: parameter forms as magicgui widgets, the main command (the host-neutral part is tested in tests/session)."""
+"""The plugin's napari logic: parameter forms as magicgui widgets, result layers from what the worker prepared, the compare grid (the host-neutral part is tested in tests/session)."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+import numpy as np
+import pytest
 
-import torch
-
-from napari_xai._napari import _logic
+from napari_xai._napari import _layers, _logic
+from napari_xai._napari._layers import napari_colormap, prepare_result
 from napari_xai.engine import ParamSpec, list_methods
 from napari_xai.session.controls import control_for
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.napari.conftest import signed_copy
 
 
 def test_every_method_gets_a_form_from_its_spec(qtbot):
@@ -41,45 +37,50 @@ def test_magicgui_options_render_the_shared_control():
     assert _logic.param_widget_options(w)["widget_type"] == "LineEdit" and "z, y, x" in _logic.param_widget_options(w)["options"]["tooltip"]
 
 
-def _tiny_sample_model(folder: Path) -> Path:
-    """A sample-model-shaped spec + safetensors (random weights, narrow): the main command without the trained model."""
-    from safetensors.torch import save_file
+def test_layer_gets_the_prepared_contrast_without_recomputing_it(viewer, scan_layer, attribution, monkeypatch):
+    prepared = prepare_result(signed_copy(attribution))
 
-    from napari_xai.samples.architectures import LesionClassifier3D
+    def no_recompute(*_args, **_kwargs):
+        raise AssertionError("the contrast limits were computed again on the main thread")
 
-    torch.manual_seed(0)
-    net = LesionClassifier3D(width=2)
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(folder / "tiny.safetensors"))
-    spec = {
-        "name": "tiny lesion classifier",
-        "task": "classification",
-        "spatial_dims": 3,
-        "in_channels": 1,
-        "intensity": {"type": "zscore", "nonzero": True},
-        "labels": ["no lesion", "lesion"],
-        "cam_layer": "features.5",
-        "architecture": {"factory": "lesion_classifier_3d", "kwargs": {"width": 2}},
-        "weights": "tiny.safetensors",
-    }
-    path = folder / "tiny.json"
-    path.write_text(json.dumps(spec))
-    return path
+    monkeypatch.setattr(_layers, "display_settings", no_recompute)
+    layer = _logic.show_attribution(viewer, prepared, scan_layer)
+    assert tuple(layer.contrast_limits) == pytest.approx(prepared.display.contrast_limits)
+    assert layer.colormap.name == napari_colormap(prepared.display.colormap).name
+    assert layer.data is prepared.attribution.values  # no copy
+    assert _logic.go_to_peak(viewer, layer, prepared.peak) == prepared.peak
 
 
-def test_main_command_opens_sample_and_runs(tmp_path):
-    spec = _tiny_sample_model(tmp_path)
-    figure = tmp_path / "figure.png"
-    shot = tmp_path / "window.png"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    out = subprocess.run(
-        [sys.executable, "-m", "napari_xai", "--no-show", "--run", "--method", "vanilla_gradient", "--model", str(spec), "--figure", str(figure), "--screenshot", str(shot)],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        cwd=REPO,
-        env=env,
-    )
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
-    assert "Done: Vanilla Gradient" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
-    assert figure.is_file() and figure.stat().st_size > 10_000
-    assert shot.is_file() and shot.stat().st_size > 10_000
+def test_replacing_a_result_sets_only_what_changed_and_slices_once(viewer, scan_layer, attribution):
+    first = prepare_result(signed_copy(attribution, 1))
+    layer = _logic.show_attribution(viewer, first, scan_layer)
+    emitted: dict[str, int] = {}
+    for name in ("scale", "translate", "rotate", "shear", "affine", "units", "colormap", "opacity", "blending", "set_data", "contrast_limits"):
+        getattr(layer.events, name).connect(lambda _e, name=name: emitted.__setitem__(name, emitted.get(name, 0) + 1))
+    second = prepare_result(signed_copy(attribution, 2))
+    assert second.display.colormap == first.display.colormap and second.display.contrast_limits != first.display.contrast_limits
+    same = _logic.show_attribution(viewer, second, scan_layer, replace=layer)
+    assert same is layer and layer.data is second.attribution.values
+    assert tuple(layer.contrast_limits) == pytest.approx(second.display.contrast_limits)
+    assert emitted.get("set_data") == 1  # one re-slice, for the new data
+    assert not {"scale", "translate", "rotate", "shear", "affine", "units", "colormap", "opacity", "blending"} & set(emitted), emitted
+    # a changed transform is set
+    moved = scan_layer.translate + 1.0
+    scan_layer.translate = moved
+    _logic.show_attribution(viewer, second, scan_layer, replace=layer)
+    np.testing.assert_allclose(layer.translate, moved)
+
+
+def test_comparison_steps_add_nothing_until_run_and_match_show_comparison(viewer, scan_layer, attribution):
+    maps = [prepare_result(signed_copy(attribution, k)) for k in range(2)]
+    n_layers = len(viewer.layers)
+    added: list = []
+    steps = _logic.comparison_steps(viewer, scan_layer, maps, added)
+    assert len(viewer.layers) == n_layers and not added
+    assert len(steps) == 4 + 3 * len(maps)  # visibility, two layers per map, hiding, grid, view, a colour bar per map
+    for step in steps:
+        step()
+    assert len(added) == 4 and len(viewer.layers) == n_layers + 4
+    assert [tuple(layer.contrast_limits) for layer in added[1::2]] == [pytest.approx(m.display.contrast_limits) for m in maps]
+    assert all(layer.colorbar.visible for layer in added[1::2])
+    assert _logic.viewer_grid(viewer).enabled and not scan_layer.visible

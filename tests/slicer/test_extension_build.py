@@ -18,10 +18,40 @@ import tomllib
 
 import pytest
 
+from SaliencyMapsLib import dependencies
+
 from tests.slicer.conftest import MODULE_DIR, MODULE_FILE, REPO
 
+
+def test_requirements_match_pyproject_minus_slicer_provided():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
+    name = lambda req: re.split(r"[<>=!~ ;\[]", req, maxsplit=1)[0].lower()  # noqa: E731
+    expected = {name(r) for r in project} - {"torch", "numpy", "simpleitk"}
+    assert {name(r) for r in dependencies.read_requirements()} == expected
+    assert dependencies.source_checkout() == REPO
+
+
+def test_extension_files_list_every_module_file():
+    cmake = (MODULE_DIR / "CMakeLists.txt").read_text(encoding="utf-8")
+    assert "slicerMacroBuildScriptedModule" in cmake and "slicer_add_python_unittest" in cmake
+    for py in sorted((MODULE_DIR / "SaliencyMapsLib").glob("*.py")):
+        assert f"${{MODULE_NAME}}Lib/{py.name}" in cmake, py.name
+    for resource in ("Resources/Icons/${MODULE_NAME}.png", "Resources/UI/${MODULE_NAME}.ui", "Resources/requirements.txt"):
+        assert resource in cmake
+        assert (MODULE_DIR / resource.replace("${MODULE_NAME}", "SaliencyMaps")).is_file()
+    assert (MODULE_DIR / "Resources/Icons/SaliencyMaps.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    top = (REPO / "CMakeLists.txt").read_text(encoding="utf-8")
+    assert "add_subdirectory(slicer_module/SaliencyMaps)" in top and "Slicer_EXTENSION_CPACK" in top
+    entry = json.loads((MODULE_DIR.parent / "SlicerSaliencyMaps.json").read_text(encoding="utf-8"))
+    assert {"$schema", "category", "scm_url"} <= set(entry)
+
+
 STANDIN = REPO / "tests" / "slicer" / "cmake_slicer_standin"
+
+
 CMAKE = shutil.which("cmake")
+
+
 needs_cmake = pytest.mark.skipif(CMAKE is None, reason="cmake is not installed (.ci/run installs it)")
 
 

@@ -10,7 +10,6 @@ for debugging), through :func:`._workers.run_generator`.
 
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -18,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 from magicgui.widgets import ComboBox, Container, create_widget
 from napari.layers import Image, Labels
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_info
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QStandardItemModel
 from qtpy.QtWidgets import (
@@ -42,39 +41,15 @@ from qtpy.QtWidgets import (
 from napari_xai.engine import Prediction, XAIError, get_method
 from napari_xai.session import checks, jobs, methods, models
 from napari_xai.session.controls import control_for
-from napari_xai.session.run_state import RunState
 
 from .. import _logic
-from ._workers import LIVE_WORKERS, RunCallbacks, WorkerGuard, run_generator, start_call
+from ._docks import RunDock, alive, connect_viewer, same_model, select_model
+from ._workers import LIVE_WORKERS, WorkerGuard, start_call
 from .._layers import PROVENANCE_KEY, is_result_layer, scan_from_layer
 
 #: Model menu entry that opens a file dialog.
 _OPEN_FILE = "Open model file…"
 _OPEN_FOLDER = "Open model folder (MONAI bundle, nnU-Net)…"
-
-
-def _same_model(a: Any, b: Any) -> bool:
-    """Model menu entries are paths (compare by value) or objects (compare by identity)."""
-    if isinstance(a, (str, os.PathLike)) and isinstance(b, (str, os.PathLike)):
-        return str(a) == str(b)
-    return a is b
-
-
-def _alive(qobject: Any) -> bool:
-    """False once Qt has deleted the widget (viewer events can still arrive while napari closes)."""
-    try:
-        qobject.objectName()
-    except RuntimeError:
-        return False
-    return True
-
-
-def _disconnect_viewer(connections: list[tuple[Any, Any]], *_: Any) -> None:
-    for emitter, handler in connections:
-        try:
-            emitter.disconnect(handler)
-        except Exception:  # already gone with the viewer
-            pass
 
 
 #: Delay between the steps of :meth:`XAIWidget._in_turns`. Not 0: Qt 6 queues a zero-delay
@@ -83,7 +58,7 @@ def _disconnect_viewer(connections: list[tuple[Any, Any]], *_: Any) -> None:
 _TURN_DELAY_MS = 1
 
 
-class XAIWidget(QWidget):
+class XAIWidget(RunDock, QWidget):
     """Saliency maps for the selected image layer.
 
     Parameters
@@ -93,13 +68,9 @@ class XAIWidget(QWidget):
     """
 
     def __init__(self, napari_viewer: "napari.viewer.Viewer") -> None:  # noqa: F821
-        super().__init__()
-        self.viewer = napari_viewer
-        self.worker: Any = None
+        super().__init__(napari_viewer)
         self.prediction: Prediction | None = None
         self.last_results: list[Any] = []
-        self._gen: Any = None
-        self.state = RunState()  # the run's phase, estimate, progress and cancel (no Qt)
         self._last_result_layer: Any = None
         self._param_widgets: dict[str, Any] = {}
         self._predict_worker: Any = None
@@ -205,15 +176,12 @@ class XAIWidget(QWidget):
         outer.addWidget(export_box)
         outer.addStretch(1)
 
-        # wiring (viewer events are disconnected when the widget is deleted, see _disconnect_viewer)
-        self._viewer_connections = [
+        # wiring (viewer events are disconnected when the widget is deleted, see _docks.connect_viewer)
+        self._viewer_connections = connect_viewer(self, [
             (self.viewer.layers.events.inserted, self._reset_layer_choices),
             (self.viewer.layers.events.removed, self._reset_layer_choices),
             (self.viewer.layers.selection.events.active, self._on_active_layer),
-        ]
-        for emitter, handler in self._viewer_connections:
-            emitter.connect(handler)
-        self.destroyed.connect(functools.partial(_disconnect_viewer, self._viewer_connections))
+        ])
         self.image_combo.changed.connect(self.refresh_prediction)
         self.model_combo.activated.connect(self._on_model_activated)
         self.model_combo.currentIndexChanged.connect(lambda *_: self.refresh_prediction())
@@ -238,7 +206,7 @@ class XAIWidget(QWidget):
         return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Labels)]
 
     def _reset_layer_choices(self, *_: Any) -> None:
-        if not _alive(self.status):
+        if not alive(self.status):
             return
         before = self.image_combo.value
         self.image_combo.reset_choices()
@@ -304,15 +272,7 @@ class XAIWidget(QWidget):
 
     def set_model(self, model: Any, label: str | None = None) -> None:
         """Add a model (path, ``nn.Module`` or ``LoadedModel``) to the menu and select it."""
-        for i in range(self.model_combo.count()):
-            data = self.model_combo.itemData(i)
-            if _same_model(data, model):
-                self.model_combo.setCurrentIndex(i)
-                return
-        value = str(model) if isinstance(model, (str, os.PathLike)) else model
-        at = self.model_combo.findText(_OPEN_FILE)  # new models go above the two "Open…" entries
-        self.model_combo.insertItem(at, label or models.model_label(model), value)
-        self.model_combo.setCurrentIndex(at)
+        select_model(self.model_combo, model, label, at=self.model_combo.findText(_OPEN_FILE))  # new models go above the two "Open…" entries
 
     def open_model_folder(self, path: str | os.PathLike, label: str | None = None) -> bool:
         """Load a MONAI bundle or nnU-Net folder and select it; ``label`` picks the fold / configuration, else the user does.
@@ -386,12 +346,12 @@ class XAIWidget(QWidget):
 
     def _show_ready(self) -> None:
         """The idle status line: what is missing, or what Run will do."""
-        if not self.is_running and _alive(self.status):
+        if not self.is_running and alive(self.status):
             layer = self.image_combo.value
             self.status.setText(_logic.ready_message(layer.name if layer is not None else None, self.model, self.method, self.prediction))
 
     def _on_active_layer(self, event: Any = None) -> None:
-        if not _alive(self.checks_label):
+        if not alive(self.checks_label):
             return
         layer = self.viewer.layers.selection.active
         if layer is not None and is_result_layer(layer):
@@ -413,15 +373,15 @@ class XAIWidget(QWidget):
             return jobs.model_prediction(model, scan_from_layer(layer), k)
 
         def done(prediction):
-            if not _alive(self.status):
+            if not alive(self.status):
                 return
-            if layer == self.image_combo.value and _same_model(model, self.model):
+            if layer == self.image_combo.value and same_model(model, self.model):
                 self.prediction = prediction
                 self._fill_targets(prediction)
                 self._show_ready()
 
         def failed(exc):
-            if not _alive(self.status) or self.is_running:
+            if not alive(self.status) or self.is_running:
                 return
             self.status.setText(f"Error: the model cannot run on {layer.name!r}: {exc}")
 
@@ -522,9 +482,7 @@ class XAIWidget(QWidget):
         self.progress.setValue(0)
         self._set_running(True)
         self.status.setText(f"Running {', '.join(state.context['names'])}… {summary}")
-        callbacks = RunCallbacks(self._on_progress, self._on_returned, self._fail, self._on_aborted, self._on_finished,
-                                 lambda: self.state.cancel_requested)
-        self.worker = run_generator(self._gen, callbacks, threads=not _logic.threads_disabled(), guard=self._worker_guard)
+        self._start_run(self._gen, self._on_returned, guard=self._worker_guard)
 
     @property
     def busy(self) -> bool:
@@ -535,13 +493,6 @@ class XAIWidget(QWidget):
     def is_running(self) -> bool:
         """True while a run (or the estimate before it) is in flight."""
         return self._gen is not None or self.state.busy
-
-    def cancel(self) -> None:
-        """Stop the run at its next progress step (Cancel button); nothing is added."""
-        self.state.cancel()
-        if self.worker is not None:
-            self.worker.quit()
-        self.status.setText("Cancelling…")
 
     def _set_running(self, running: bool) -> None:
         self.run_button.setEnabled(not running)
@@ -554,14 +505,6 @@ class XAIWidget(QWidget):
         """Ask before a run estimated over the threshold (Yes starts it); tests replace this."""
         answer = QMessageBox.question(self, "Long run", f"{summary}\n\nStart it?", QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
         return answer == QMessageBox.Yes
-
-    def _on_progress(self, event: Any) -> None:
-        view = self.state.progress(event)
-        if view.value is not None:
-            self.progress.setValue(view.value)
-            self.progress.setFormat(f"%p%  {view.time_left}" if view.time_left else "%p%")
-        if view.message:
-            self.status.setText(view.message)
 
     def _on_returned(self, prepared: list[Any]) -> None:
         """Show the worker's results (:class:`PreparedResult`: contrast, colour map and peak already computed)."""
@@ -621,12 +564,12 @@ class XAIWidget(QWidget):
 
         def run_next() -> None:
             try:
-                if todo and _alive(self.status):
+                if todo and alive(self.status):
                     todo.pop(0)()
             except Exception as exc:  # the layer is there; report what failed after it
                 todo.clear()
                 self._fail(exc)
-            if todo and _alive(self.status):
+            if todo and alive(self.status):
                 QTimer.singleShot(_TURN_DELAY_MS, run_next)
             else:
                 self._staged -= 1
@@ -643,24 +586,8 @@ class XAIWidget(QWidget):
 
     def _after_workers_stopped(self, workers: list[Any]) -> None:
         LIVE_WORKERS.difference_update(workers)
-        self.state.finish()
-        gen, self._gen, self.worker, self._predict_worker = self._gen, None, None, None
-        if gen is not None:
-            gen.close()  # the worker has returned: release the engine's hooks and buffers
-
-    def _on_finished(self) -> None:
-        gen, self._gen, self.worker = self._gen, None, None
-        if gen is not None:
-            gen.close()  # the worker stopped at a yield: release the engine's hooks and buffers now
-        self.state.finish()
-        self._set_running(False)
-
-    def _fail(self, exc: BaseException) -> None:
-        """An error: a notification (and the status line); the viewer stays as it was."""
-        message = str(exc) if isinstance(exc, XAIError) else f"{type(exc).__name__}: {exc}"
-        self.progress.setValue(0)
-        self.status.setText(f"Error: {message}")
-        show_error(message)
+        self._predict_worker = None
+        self._release_run()  # the worker has returned: release the engine's hooks and buffers
 
     # ------------------------------------------------------------------ export
 

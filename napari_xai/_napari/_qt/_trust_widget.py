@@ -19,7 +19,6 @@ from magicgui.widgets import ComboBox
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from napari.layers import Labels
-from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QBrush, QColor
 from qtpy.QtWidgets import (
@@ -43,12 +42,10 @@ from napari_xai.engine import XAIError
 from napari_xai.engine.metrics import METRICS, TABLE_KEYS, column_doc, definitions_html, format_cell, row_warnings, table_row
 from napari_xai.engine.metrics.evaluation import PARAMS
 
-from napari_xai.session.models import model_label
-from napari_xai.session.run_state import RunState
+from napari_xai.session.models import sample_models
 
 from .. import _logic, _trust
-from ._dock_widget import _alive, _disconnect_viewer, _same_model
-from ._workers import RunCallbacks, run_generator
+from ._docks import RunDock, alive, connect_viewer, select_model
 
 #: Model menu entry: the model named in the map's provenance.
 _FROM_MAP = "the map's model (from its provenance)"
@@ -57,7 +54,7 @@ _FAIL_COLOUR = QColor(153, 18, 31, 110)
 _WARN_COLOUR = QColor(227, 182, 23, 90)
 
 
-class TrustWidget(QWidget):
+class TrustWidget(RunDock, QWidget):
     """Trust metrics for the saliency maps in the viewer.
 
     Parameters
@@ -67,12 +64,8 @@ class TrustWidget(QWidget):
     """
 
     def __init__(self, napari_viewer: "napari.viewer.Viewer") -> None:  # noqa: F821
-        super().__init__()
-        self.viewer = napari_viewer
-        self.worker: Any = None
-        self._gen: Any = None
+        super().__init__(napari_viewer)
         self._job: _trust.TrustJob | None = None
-        self.state = RunState()  # cancel and progress of the evaluation in flight (no Qt)
         self.results: dict[str, dict[str, Any]] = {}
         self.ranking: list[str] = []
 
@@ -84,7 +77,7 @@ class TrustWidget(QWidget):
         form.addRow("map", self.map_combo.native)
         self.model_combo = QComboBox()
         self.model_combo.addItem(_FROM_MAP, None)
-        for name, path in _trust.sample_model_choices().items():
+        for name, path in sample_models().items():
             self.model_combo.addItem(f"sample: {name}", str(path))
         self.model_combo.setToolTip("The model the map explains; the metrics run it on perturbed and randomised copies (the model itself is never changed).")
         form.addRow("model", self.model_combo)
@@ -166,14 +159,11 @@ class TrustWidget(QWidget):
         outer.addWidget(self.canvas)
         self._plot(None)
 
-        self._viewer_connections = [
+        self._viewer_connections = connect_viewer(self, [
             (self.viewer.layers.events.inserted, self._reset_choices),
             (self.viewer.layers.events.removed, self._reset_choices),
             (self.viewer.events.theme, self._on_theme),
-        ]
-        for emitter, handler in self._viewer_connections:
-            emitter.connect(handler)
-        self.destroyed.connect(lambda *_: _disconnect_viewer(self._viewer_connections))
+        ])
         self.evaluate_button.clicked.connect(lambda: self.evaluate(all_maps=False))
         self.evaluate_all_button.clicked.connect(lambda: self.evaluate(all_maps=True))
         self.cancel_button.clicked.connect(self.cancel)
@@ -192,7 +182,7 @@ class TrustWidget(QWidget):
         return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Labels) and not layer.metadata.get(_trust.ANATOMY_KEY)]
 
     def _reset_choices(self, *_: Any) -> None:
-        if not _alive(self.status):
+        if not alive(self.status):
             return
         self.map_combo.reset_choices()
         self.mask_combo.reset_choices()
@@ -204,13 +194,7 @@ class TrustWidget(QWidget):
 
     def set_model(self, model: Any, label: str | None = None) -> None:
         """Add a model (path, ``nn.Module`` or ``LoadedModel``) to the menu and select it."""
-        for i in range(self.model_combo.count()):
-            if self.model_combo.itemData(i) is not None and _same_model(self.model_combo.itemData(i), model):
-                self.model_combo.setCurrentIndex(i)
-                return
-        value = str(model) if not hasattr(model, "forward") and not hasattr(model, "module") else model
-        self.model_combo.addItem(label or model_label(model), value)
-        self.model_combo.setCurrentIndex(self.model_combo.count() - 1)
+        select_model(self.model_combo, model, label)
 
     def settings(self) -> dict[str, Any]:
         """The evaluation settings the controls give."""
@@ -243,16 +227,7 @@ class TrustWidget(QWidget):
         self._gen = _trust.run_job(job)
         self._set_running(True)
         self.status.setText(f"Evaluating {', '.join(job.maps)}…")
-        callbacks = RunCallbacks(self._on_progress, self._on_returned, self._fail, self._on_aborted, self._on_finished,
-                                 lambda: self.state.cancel_requested)
-        self.worker = run_generator(self._gen, callbacks, threads=not _logic.threads_disabled())
-
-    def cancel(self) -> None:
-        """Stop the evaluation at its next progress step; nothing is written."""
-        self.state.cancel()
-        if self.worker is not None:
-            self.worker.quit()
-        self.status.setText("Cancelling…")
+        self._start_run(self._gen, self._on_returned)
 
     def _set_running(self, running: bool) -> None:
         self.evaluate_button.setEnabled(not running)
@@ -261,17 +236,8 @@ class TrustWidget(QWidget):
         if not running:
             self.progress.setValue(0)
 
-    def _on_progress(self, event: Any) -> None:
-        if not _alive(self.status):
-            return
-        view = self.state.progress(event)
-        if view.value is not None:
-            self.progress.setValue(view.value)
-        if view.message:
-            self.status.setText(view.message)
-
     def _on_returned(self, value: Any) -> None:
-        if self.state.cancel_requested or not _alive(self.status):
+        if self.state.cancel_requested or not alive(self.status):
             return
         results, ranking = value
         _trust.store_results(self._job, results)
@@ -282,22 +248,8 @@ class TrustWidget(QWidget):
         self.status.setText("Done: " + "; ".join(f"{name}: {_verdict(results[name])}" for name in ranking))
 
     def _on_aborted(self) -> None:
-        if _alive(self.status):
+        if alive(self.status):
             self.status.setText("Cancelled: nothing was written.")
-
-    def _on_finished(self) -> None:
-        gen, self._gen, self.worker = self._gen, None, None
-        if gen is not None:
-            gen.close()
-        self.state.finish()
-        if _alive(self.status):
-            self._set_running(False)
-
-    def _fail(self, exc: BaseException) -> None:
-        message = str(exc) if isinstance(exc, XAIError) else f"{type(exc).__name__}: {exc}"
-        if _alive(self.status):
-            self.status.setText(f"Error: {message}")
-        show_error(message)
 
     # ------------------------------------------------------------------ table and plot
 
@@ -339,7 +291,7 @@ class TrustWidget(QWidget):
             self.warnings.setText("\n".join(f"⚠ {w}" for w in warnings))
 
     def _on_theme(self, *_: Any) -> None:
-        if _alive(self.canvas):
+        if alive(self.canvas):
             rows = self.table.selectionModel().selectedRows()
             name = self.table.item(rows[0].row(), 0).data(Qt.UserRole) if rows else None
             self._plot(name, self.results.get(name) if name else None)

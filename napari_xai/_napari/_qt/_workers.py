@@ -18,6 +18,9 @@ from typing import Any, Callable, Generator
 from qtpy.QtCore import QEvent, QObject, QThreadPool
 from qtpy.QtWidgets import QApplication, QMainWindow, QWidget
 
+from napari_xai.engine.errors import Cancelled
+from napari_xai.engine.progress import run_to_end
+
 #: How long closing waits for running workers before giving up (ms).
 SHUTDOWN_WAIT_MS = 60_000
 
@@ -169,19 +172,14 @@ def run_generator(gen: Generator[Any, None, Any], callbacks: RunCallbacks, *, th
 
 def _drive_here(gen: Generator[Any, None, Any], callbacks: RunCallbacks) -> None:
     """Main-thread driver (``NAPARI_XAI_NO_THREADS=1``): events are processed at every progress step."""
+    def show(event: Any) -> None:
+        callbacks.progress(event)
+        QApplication.processEvents()
+
     try:
-        while True:
-            try:
-                event = next(gen)
-            except StopIteration as stop:
-                callbacks.returned(stop.value)
-                break
-            callbacks.progress(event)
-            QApplication.processEvents()
-            if callbacks.cancel_requested():
-                gen.close()
-                callbacks.aborted()
-                break
+        callbacks.returned(run_to_end(gen, show, callbacks.cancel_requested))
+    except Cancelled:  # Cancel was pressed: the generator is closed
+        callbacks.aborted()
     except Exception as exc:
         callbacks.failed(exc)
     finally:

@@ -314,7 +314,7 @@ def test_allowlist_and_registration_are_the_ways_to_name_other_architectures(evi
 
 
 def test_cli_allows_an_architecture_only_when_told(evil_module, tmp_path, capsys):
-    from napari_xai.engine.cli import main
+    from napari_xai.cli import main
 
     (tmp_path / "w.json").write_text(json.dumps({"architecture": {"factory": "evil_arch:Net"}}))
     assert main(["--model", str(tmp_path / "w.pt"), "--image", str(tmp_path / "missing.nii.gz")]) == 2

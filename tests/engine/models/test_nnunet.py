@@ -249,7 +249,7 @@ def test_resampled_scan_lands_on_the_plans_spacing(results):
 def test_cli_explains_with_an_nnunet_fold(tmp_path, results, capsys):
     import SimpleITK as sitk
 
-    from napari_xai.engine.cli import main
+    from napari_xai.cli import main
 
     scan, lesion = synthetic_ct((16, 36, 36), tuple(NNUNET_SPACING))
     image, region = tmp_path / "synthetic_ct.nii.gz", tmp_path / "lesion.nii.gz"

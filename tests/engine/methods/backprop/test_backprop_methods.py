@@ -1,9 +1,7 @@
-"""Backpropagation, class activation and activation maximisation methods.
+"""Backpropagation methods against Captum where the definitions agree, and against their axioms.
 
-Each method runs on a 2D and a 3D network with BatchNorm, for a class target
-and a region target; hand-written methods are checked against Captum / MONAI
-where the definitions agree, and against their axioms (DeepLIFT
-completeness, LRP conservation, CAM = Grad-CAM x constant on GAP + linear).
+DeepLIFT completeness, LRP conservation, SmoothGrad's noise tunnel on the
+same noise as Captum's; modified backward passes on a copy of the model.
 """
 
 from __future__ import annotations
@@ -22,97 +20,7 @@ from napari_xai.engine.methods.backprop.deeplift import reference_distribution
 from napari_xai.engine.methods.backprop.smoothgrad import noise_sigma, noisy_inputs
 
 from tests.conftest import make_net
-
-
-MAP_METHODS = [
-    "input_x_gradient",
-    "guided_backprop",
-    "deconvnet",
-    "smoothgrad",
-    "smoothgrad_sq",
-    "vargrad",
-    "deeplift",
-    "deeplift_shap",
-    "lrp",
-    "cam",
-    "grad_cam_pp",
-    "score_cam",
-    "guided_grad_cam",
-]
-STOCHASTIC = {"smoothgrad": {"n_samples": 4}, "smoothgrad_sq": {"n_samples": 4}, "vargrad": {"n_samples": 4}, "deeplift_shap": {"n_baselines": 3}}
-#: A random network can leave Score-CAM's ReLU'd map all zero (every channel's weighted sum negative): keep the sign.
-#: Likewise the ReLU'd Grad-CAM inside Guided Grad-CAM on the segmentation head: read the last feature layer instead.
-EXTRA = {**STOCHASTIC, "score_cam": {"relu": False}, "guided_grad_cam": {"layer": "features.4"}}
-SHAPES = {2: (16, 18), 3: (8, 10, 9)}
-
-
-def image(dim: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).normal(size=SHAPES[dim]).astype(np.float32)
-
-
-def region(dim: int) -> np.ndarray:
-    r = np.zeros(SHAPES[dim], dtype=bool)
-    r[tuple(slice(2, 6) for _ in range(dim))] = True
-    return r
-
-
-def case(dim: int, task: str, **net_kwargs):
-    """``(net, image, explain kwargs, score function of a batch)`` for a class or a region target."""
-    net = make_net(dim, segmentation=task == "region", **net_kwargs)
-    kwargs = {"region": region(dim)} if task == "region" else {}
-    mask = torch.from_numpy(region(dim))
-    if task == "region":
-        return net, image(dim), kwargs, lambda out: (out[:, 1] * mask).flatten(1).sum(1)
-    return net, image(dim), kwargs, lambda out: out[:, 1]
-
-
-class Scored(nn.Module):
-    """The network with the target score as its one output, for Captum / MONAI."""
-
-    def __init__(self, net: nn.Module, score) -> None:
-        super().__init__()
-        self.net, self.score = net, score
-        self.eval()  # MONAI restores the wrapper's training flag after its pass: keep it (and the net) in eval mode
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.score(self.net(x))[:, None]
-
-
-def tensor(img: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(img)[None, None]
-
-
-def corr(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.corrcoef(np.ravel(a), np.ravel(b))[0, 1])
-
-
-def hooks_left(net: nn.Module) -> int:
-    return sum(len(m._forward_hooks) + len(m._backward_hooks) + len(m._forward_pre_hooks) for m in net.modules())
-
-
-# -- every method: shape, finite, non-trivial, model untouched, reproducible by seed ---------------------------------
-
-
-@pytest.mark.parametrize("task", ["class", "region"])
-@pytest.mark.parametrize("dim", [2, 3])
-@pytest.mark.parametrize("method", MAP_METHODS)
-def test_map_method_runs_and_leaves_the_model_untouched(method, dim, task):
-    net, img, kwargs, _ = case(dim, task)
-    state = copy.deepcopy(net.state_dict())
-    a = explain(net, img, method, target=1, **kwargs, **EXTRA.get(method, {}))
-    assert a.values.shape == img.shape and a.values.dtype == np.float32
-    assert np.isfinite(a.values).all() and np.abs(a.values).max() > 0
-    assert hooks_left(net) == 0 and not net.training
-    assert all(torch.equal(state[k], v) for k, v in net.state_dict().items())
-    if method in STOCHASTIC:
-        again = explain(net, img, method, target=1, **kwargs, **STOCHASTIC[method])
-        other = explain(net, img, method, target=1, seed=7, **kwargs, **STOCHASTIC[method])
-        # same seed, same map; batch sizes follow the clock, and a convolution's round-off depends on its batch size
-        np.testing.assert_allclose(a.values, again.values, rtol=1e-5, atol=1e-7)
-        assert not np.allclose(a.values, other.values)
-
-
-# -- reference agreement with Captum / MONAI -----------------------------------------------------------------------
+from tests.engine.methods.method_cases import Scored, case, corr, hooks_left, image, region, tensor
 
 
 @pytest.mark.parametrize("task", ["class", "region"])
@@ -204,9 +112,6 @@ def test_smoothgrad_noise_level_zero_is_the_base_method():
     np.testing.assert_allclose(a.values, b.values, rtol=1e-5, atol=1e-7)
 
 
-# -- LRP -------------------------------------------------------------------------------------------------------------
-
-
 def zero_bias_net(dim: int, segmentation: bool = False) -> nn.Module:
     """make_net with zero biases and a BatchNorm whose shift is zero (so the folded conv has no bias), scale non-trivial."""
     net = make_net(dim, segmentation=segmentation)
@@ -284,157 +189,6 @@ def test_lrp_composites(composite, dim):
     assert np.isfinite(a.values).all() and np.abs(a.values).max() > 0
     if composite == "epsilon_plus":  # alpha1-beta0 with zero biases conserves relevance too
         assert a.checks["conservation"]["relative_delta"] < 1e-3
-
-
-# -- class activation maps -------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("dim", [2, 3])
-def test_cam_is_grad_cam_times_a_constant_on_gap_linear(dim):
-    net, img, _, _ = case(dim, "class")
-    cam = explain(net, img, "cam", target=1).values
-    grad_cam = explain(net, img, "grad_cam", target=1, relu=False).values
-    np.testing.assert_allclose(cam, grad_cam * np.prod(img.shape), rtol=1e-4, atol=1e-5 * np.abs(cam).max())
-
-
-@pytest.mark.parametrize("dim", [2, 3])
-def test_cam_matches_monai(dim):
-    from monai.visualize import CAM as monai_cam
-    net, img, _, _ = case(dim, "class")
-    cam = explain(net, img, "cam", target=1).values
-    ref = monai_cam(copy.deepcopy(net), target_layers="features.4", fc_layers="head", postprocessing=lambda t: t)(tensor(img), class_idx=[1])
-    # MONAI applies the linear layer at every voxel, bias included
-    np.testing.assert_allclose(cam + float(net.head.bias[1]), ref[0, 0].detach().numpy(), rtol=1e-4, atol=1e-5)
-
-
-def test_cam_refuses_a_head_that_is_not_gap_linear():
-    class Deep(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = make_net(2)
-            self.net.head = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
-
-        def forward(self, x):
-            return self.net(x)
-
-    with pytest.raises(MethodError, match="global average pooling"):
-        explain(Deep().eval(), image(2), "cam", target=1)
-
-
-@pytest.mark.parametrize("task", ["class", "region"])
-@pytest.mark.parametrize("dim", [2, 3])
-def test_grad_cam_pp_matches_monai(dim, task):
-    """MONAI's GradCAMpp keeps the paper's exp(score) factor (we leave that constant out) and adds 1e-7 to the
-    alpha denominator; head weights x30 make the gradients large enough for that 1e-7 not to matter, and a
-    mean over the region keeps exp(score) finite."""
-    import monai.visualize as monai_vis
-    net, img, kwargs, _ = case(dim, task)
-    with torch.no_grad():
-        net.head.weight.mul_(30)
-    mask = torch.from_numpy(region(dim))
-    score = (lambda out: (out[:, 1] * mask).flatten(1).sum(1) / mask.sum()) if task == "region" else (lambda out: out[:, 1])
-    ours = explain(net, img, "grad_cam_pp", target=1, reduce="mean", **kwargs).values
-    layer = "net.head" if task == "region" else "net.features.4"
-    ref = monai_vis.GradCAMpp(Scored(net, score), target_layers=layer, postprocessing=lambda t: t)(tensor(img), class_idx=[0])[0, 0].detach().numpy()
-    with torch.no_grad():
-        factor = float(torch.exp(score(net(tensor(img)))[0]))
-    assert np.isfinite(factor) and np.abs(ref).max() > 0
-    assert corr(ours, ref) >= 0.999
-    # equal up to MONAI's 1e-7 in the alpha denominator (gradients here are ~1e-2, so alpha differs by < 1 %)
-    np.testing.assert_allclose(ours * factor, ref, rtol=2e-2, atol=1e-2 * np.abs(ref).max())
-
-
-@pytest.mark.parametrize("task", ["class", "region"])
-@pytest.mark.parametrize("dim", [2, 3])
-def test_guided_grad_cam_matches_captum(dim, task):
-    net, img, kwargs, score = case(dim, task)
-    scored = Scored(net, score)
-    layer = scored.net.head if task == "region" else scored.net.features[4]
-    ref = captum_attr.GuidedGradCam(scored, layer).attribute(tensor(img), target=0)[0, 0].detach().numpy()
-    ours = explain(net, img, "guided_grad_cam", target=1, **kwargs).values
-    np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-5 * np.abs(ref).max())
-
-
-@pytest.mark.parametrize("task", ["class", "region"])
-@pytest.mark.parametrize("dim", [2, 3])
-def test_score_cam_matches_a_direct_computation(dim, task):
-    """Each channel of the layer, min-max normalised, masks the input; weight = score gain over the zero image."""
-    net, img, kwargs, score = case(dim, task)
-    ours = explain(net, img, "score_cam", target=1, **kwargs)
-    layer = net.head if task == "region" else net.features[4]
-    x = tensor(img)
-    acts = {}
-    h = layer.register_forward_hook(lambda m, i, o: acts.setdefault("a", o.detach()))
-    try:
-        with torch.no_grad():
-            net(x)
-    finally:
-        h.remove()
-    a = acts["a"][0]
-    with torch.no_grad():
-        base = float(score(net(torch.zeros_like(x)))[0])
-        weights = []
-        for k in range(a.shape[0]):
-            m = a[k]
-            m = (m - m.min()) / (m.max() - m.min()) if m.max() > m.min() else torch.zeros_like(m)
-            weights.append(float(score(net(x * m))[0]) - base)
-    ref = torch.relu((torch.tensor(weights).view(-1, *([1] * dim)) * a).sum(0)).numpy()
-    assert ours.checks["layer"] == ("head" if task == "region" else "features.4")
-    np.testing.assert_allclose(ours.values, ref, rtol=1e-4, atol=1e-5 * np.abs(ref).max())
-
-
-def test_cam_layer_can_be_named():
-    net, img, _, _ = case(3, "class")
-    a = explain(net, img, "grad_cam_pp", target=1, layer="features.2")
-    assert a.checks["layer"] == "features.2"
-    with pytest.raises(Exception, match="no layer called"):
-        explain(net, img, "score_cam", target=1, layer="nope")
-
-
-# -- activation maximisation -----------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("task", ["class", "region"])
-@pytest.mark.parametrize("dim", [2, 3])
-@pytest.mark.parametrize("method", ["class_model_visualisation", "deep_dream"])
-def test_activation_maximisation_raises_the_score(method, dim, task):
-    net, img, kwargs, score = case(dim, task)
-    a = explain(net, img, method, target=1, steps=15, **kwargs)
-    assert a.family == "activation maximisation" and a.values.shape == img.shape and np.isfinite(a.values).all()
-    assert a.checks["final_score"] > a.checks["start_score"]
-    with torch.no_grad():
-        assert float(score(net(tensor(a.values)))[0]) == pytest.approx(a.checks["final_score"], rel=1e-4, abs=1e-5)
-    again = explain(net, img, method, target=1, steps=15, **kwargs)
-    np.testing.assert_array_equal(a.values, again.values)
-    if method == "deep_dream":
-        assert a.values.min() >= img.min() - 1e-6 and a.values.max() <= img.max() + 1e-6
-
-
-def test_activation_maximisation_keeps_channels_of_a_multichannel_model():
-    net = make_net(2, in_channels=2)
-    img = np.random.default_rng(0).normal(size=(2,) + SHAPES[2]).astype(np.float32)
-    a = explain(net, img, "class_model_visualisation", target=1, steps=5, channel_axis=0)
-    assert a.values.shape == img.shape
-    m = explain(net, img, "input_x_gradient", target=1, channel_axis=0)
-    assert m.values.shape == SHAPES[2]  # attribution maps still sum their channels
-
-
-# -- cancel: closing the generator mid-run leaves no hooks and grad mode as it was ---------------------------------
-
-
-@pytest.mark.parametrize("method", ["smoothgrad", "deeplift_shap", "score_cam", "class_model_visualisation"])
-def test_closing_mid_run_leaves_model_and_grad_mode_alone(method):
-    from napari_xai.engine import explain_iter
-
-    net, img, _, _ = case(3, "class")
-    gen = explain_iter(net, img, method, target=1, memory_budget_mb=1)
-    for _ in range(3):
-        next(gen)
-    gen.close()
-    assert hooks_left(net) == 0 and torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
-
-
-# -- LRP rules on their own: 1D/3D convolutions, max and average pooling, unfolded BatchNorm -----------------------
 
 
 def _lrp_by_hand(model: nn.Module, x: torch.Tensor, composite: str, k: int = 1) -> torch.Tensor:

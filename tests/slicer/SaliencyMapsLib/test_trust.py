@@ -10,7 +10,7 @@ from napari_xai.engine.metrics import METRIC_COLUMNS, TABLE_KEYS, column_doc
 from SaliencyMapsLib import nodes, trust
 from tests.conftest import make_net
 
-from .test_module import node_ids, oblique_volume
+from tests.slicer.test_saliency_maps import node_ids, oblique_volume
 
 
 def test_evaluate_maps_writes_a_ranked_table_and_provenance(module, scene):

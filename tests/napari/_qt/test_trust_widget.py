@@ -11,7 +11,7 @@ from napari_xai.engine import explain
 from napari_xai.engine.metrics import METRICS, TABLE_KEYS
 from tests.conftest import make_net
 
-from .conftest import wait_until_done
+from tests.napari.conftest import wait_until_done
 
 TRUST = "Trust metrics (XAI)"
 

@@ -44,7 +44,7 @@ SCRIPT = textwrap.dedent(
 def test_closing_while_a_worker_runs_does_not_abort(tmp_path, case):
     script = tmp_path / "close.py"
     script.write_text(SCRIPT)
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
     env.pop("NAPARI_XAI_NO_THREADS", None)
     proc = subprocess.run([sys.executable, str(script), case], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)

@@ -10,7 +10,7 @@ import SimpleITK as sitk
 import torch
 
 from napari_xai.engine import read_image
-from napari_xai.engine.cli import main
+from napari_xai.cli import main
 
 from tests.conftest import OBLIQUE, make_net, oblique_sitk
 

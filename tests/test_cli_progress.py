@@ -7,7 +7,7 @@ import json
 import numpy as np
 import SimpleITK as sitk
 
-from napari_xai.engine.cli import ProgressBar, main
+from napari_xai.cli import ProgressBar, main
 from napari_xai.engine.progress import Progress
 
 from tests.conftest import make_net, oblique_sitk

@@ -1,4 +1,6 @@
-"""The dock widget through the manifest: runs per family, alignment, cancel, errors, event loop, compare, export."""
+"""The saliency dock: every method from the manifest's widget, targets, regions, replace, cancel, errors,
+off-main-thread work, compare, export, reports, 2D models on a slice, model folders, a user's method,
+and what a first look shows (status, help, progress and checks, the compare list, the first view)."""
 
 from __future__ import annotations
 
@@ -6,18 +8,24 @@ import time
 
 import numpy as np
 import pytest
+import qtpy
 from napari.utils.notifications import notification_manager
 from qtpy.QtCore import QTimer
 
 from napari_xai._napari import _logic
-from napari_xai.session.methods import methods_by_family
-from napari_xai._napari._layers import PROVENANCE_KEY, is_result_layer
-from napari_xai._napari._qt import XAIWidget
-from napari_xai.engine import get_method, list_methods
+from napari_xai._napari._layers import PROVENANCE_KEY, is_result_layer, napari_colormap
+from napari_xai._napari._qt import XAIWidget, _dock_widget
+from napari_xai.engine import get_method, list_methods, napari_layer_kwargs
 from napari_xai.engine.display import display_sign
-from tests.conftest import make_net
+from napari_xai.engine.models import LoadedModel
+from napari_xai.samples.synthetic_ct import synthetic_ct
+from napari_xai.session.methods import method_help, methods_by_family
 
-from .conftest import WIDGET, wait_until_done
+from tests.conftest import make_net
+from tests.engine.methods.test_extension_api import user_method  # noqa: F401  (fixture: registers it, then removes it)
+from tests.napari.conftest import WIDGET, wait_until_done
+from tests.real_format_fixtures import NNUNET_SPACING, write_monai_bundle, write_nnunet_results
+
 
 FIRST_OF_FAMILY = [specs[0].name for _, specs in methods_by_family()]
 
@@ -353,3 +361,157 @@ def test_report_button_writes_the_scans_maps_into_one_pdf(viewer, scan_layer, wi
     monkeypatch.setattr(_dock_widget.QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(tmp_path / "chosen.pdf"), "")))
     widget.report_button.click()
     assert (tmp_path / "chosen.pdf").is_file() and "chosen.pdf" in widget.status.text()
+
+
+def test_napari_runs_on_pyqt6():
+    assert qtpy.API_NAME == "PyQt6"
+
+
+def test_status_says_ready_when_image_and_model_are_chosen(widget, qtbot):
+    wait_until_done(qtbot, widget)
+    text = widget.status.text()
+    assert text.startswith("Ready: press Run") and "oblique scan" in text, text
+    assert "Choose an image" not in text
+
+
+def test_method_help_cites_the_paper_in_the_theme_colours(widget):
+    widget.set_method("integrated_gradients")
+    text = widget.method_help.text()
+    assert "Sundararajan M, Taly A, Yan Q. Axiomatic Attribution for Deep Networks. ICML 2017." in text
+    assert "review ref" not in text and "[" not in text
+    assert widget.method_help.styleSheet() == ""  # napari's theme colour and size
+    for spec in methods_by_family():
+        for s in spec[1]:
+            assert "review ref" not in method_help(s)
+
+
+def test_progress_and_checks_after_a_run(widget, qtbot):
+    widget.set_model(make_net(3))
+    widget.set_method("integrated_gradients")
+    widget.set_param("steps", 8)
+    widget.run()
+    wait_until_done(qtbot, widget)
+    assert widget.progress.value() == widget.progress.maximum()
+    status, checks = widget.status.text(), widget.checks_label.text()
+    assert status.startswith("Done") and "completeness" not in status
+    assert checks.count("completeness") == 1
+    assert "raw score" in status
+
+
+def test_compare_list_shows_whole_rows(widget):
+    lst = widget.compare_list
+    row = lst.sizeHintForRow(0)
+    inner = lst.height() - 2 * lst.frameWidth()
+    assert row > 0 and inner % row == 0 and inner // row >= 6
+
+
+def test_diverging_colormap_name_fits_the_layer_controls():
+    assert len(napari_colormap("bwr").name) > 0
+    assert len(str(napari_colormap("bwr")._display_name)) <= 13
+
+
+def test_first_view_fits_the_scan_into_the_canvas(make_napari_viewer, qtbot):
+    from napari_xai.__main__ import _fit_when_shown
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1500, 950)
+    viewer.open_sample("napari-xai", "sample_brain")
+    viewer.window.add_plugin_dock_widget("napari-xai", WIDGET)
+    _fit_when_shown(viewer)
+    layer = viewer.layers[0]
+    extent = np.asarray(layer.extent.world[1] - layer.extent.world[0])[-2:]  # (y, x) in mm
+    on_screen = extent * viewer.camera.zoom
+    canvas = np.asarray(viewer.canvas.size)  # (height, width)
+    assert (on_screen <= canvas).all(), f"the scan ({on_screen} px) does not fit the canvas ({canvas} px)"
+    assert (on_screen >= 0.8 * canvas).any()  # and fills it along one side
+    assert get_method("grad_cam")  # the registry is intact after the viewer work
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    dataset = root / "Dataset901_SyntheticCT"
+    write_nnunet_results(dataset / "nnUNetTrainer__nnUNetPlans__3d_fullres", folds=(0, 1))
+    write_nnunet_results(dataset / "nnUNetTrainer__nnUNetPlans__3d_fullres_bs4", folds=(0,))
+    return {"dataset": dataset, "results": dataset / "nnUNetTrainer__nnUNetPlans__3d_fullres", "bundle": write_monai_bundle(root / "bundle")}
+
+
+def _offer(monkeypatch, answer: str | None):
+    """Answer the fold / configuration question with ``answer`` (None: cancel); records what was offered."""
+    offered = []
+
+    def get_item(_parent, _title, _label, items, *_args):
+        offered.append(list(items))
+        return (answer or "", answer is not None)
+
+    monkeypatch.setattr(_dock_widget.QInputDialog, "getItem", staticmethod(get_item))
+    return offered
+
+
+def test_nnunet_results_folder_offers_the_average_and_each_fold(widget, folders, monkeypatch):
+    offered = _offer(monkeypatch, "average of folds (0, 1)")
+    assert widget.open_model_folder(folders["results"])
+    assert offered == [["average of folds (0, 1)", "fold 0", "fold 1"]]
+    model = widget.model
+    assert isinstance(model, LoadedModel) and model.extra["folds"] == [0, 1]
+    assert widget.model_combo.currentText() == "nnUNetTrainer__nnUNetPlans__3d_fullres: average of folds (0, 1)"
+    assert "mean of the logits of folds 0, 1" in widget.status.text()
+    # the "Open…" entries stay last
+    assert [widget.model_combo.itemText(i) for i in range(widget.model_combo.count())][-2:] == [_dock_widget._OPEN_FILE, _dock_widget._OPEN_FOLDER]
+
+
+def test_dataset_folder_offers_each_configuration(widget, folders, monkeypatch):
+    offered = _offer(monkeypatch, "3d_fullres_bs4: fold 0")
+    assert widget.open_model_folder(folders["dataset"])
+    assert "3d_fullres: fold 1" in offered[0] and "3d_fullres_bs4: fold 0" in offered[0]
+    assert widget.model.extra["folds"] == [0] and widget.model.source.endswith("nnUNetTrainer__nnUNetPlans__3d_fullres_bs4")
+
+
+def test_cancelled_choice_loads_nothing(widget, folders, monkeypatch):
+    before = widget.model_combo.count()
+    _offer(monkeypatch, None)
+    assert not widget.open_model_folder(folders["results"])
+    assert widget.model_combo.count() == before
+
+
+def test_bundle_loads_without_a_question_and_explains_a_region(viewer, widget, folders, monkeypatch, qtbot):
+    offered = _offer(monkeypatch, "unused")
+    assert widget.open_model_folder(folders["bundle"])
+    assert offered == []
+    assert widget.model_combo.currentText() == "bundle"
+    scan, lesion = synthetic_ct((20, 40, 40), tuple(NNUNET_SPACING))
+    layer = viewer.add_image(scan.array, name="synthetic CT", **napari_layer_kwargs(scan.geometry))
+    viewer.add_labels(lesion.astype(np.uint8), name="lesion", **napari_layer_kwargs(scan.geometry))
+    widget.image_combo.value = layer
+    widget.region_combo.value = widget.region_combo.choices[-1]
+    widget.set_method("vanilla_gradient")
+    widget.run()
+    wait_until_done(qtbot, widget)
+    (result,) = [lay for lay in viewer.layers if is_result_layer(lay)]
+    prov = result.metadata[PROVENANCE_KEY]
+    assert prov["model"]["kind"] == "monai_bundle" and prov["target"]["region_source"] == "given"
+    assert np.abs(result.data).max() > 0
+
+
+def test_a_folder_that_is_no_model_is_an_error_on_the_status_line(widget, tmp_path):
+    assert not widget.open_model_folder(tmp_path)
+    assert widget.status.text().startswith("Error:") and "MONAI bundle" in widget.status.text()
+
+
+def test_a_user_registered_method_is_in_the_dock_and_runs(viewer, scan_layer, qtbot, user_method):  # noqa: F811
+    _, widget = viewer.window.add_plugin_dock_widget("napari-xai", WIDGET)
+    try:
+        names = [widget.method_combo.itemData(i) for i in range(widget.method_combo.count())]
+        assert user_method.name in names
+        widget.set_model(make_net(3))
+        widget.set_method(user_method.name)
+        assert set(widget._param_widgets) == {"power"}  # its control, from its ParamSpec
+        widget.set_param("power", 4)
+        widget.run()
+        wait_until_done(qtbot, widget)
+        (layer,) = [layer for layer in viewer.layers if is_result_layer(layer)]
+        prov = layer.metadata[PROVENANCE_KEY]
+        assert prov["method"] == user_method.name and prov["params"] == {"power": 4}
+        assert (layer.data >= 0).all() and layer.data.any()
+    finally:
+        qtbot.waitUntil(lambda: not widget.busy, timeout=30000)

@@ -13,22 +13,21 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-import napari_xai.samples  # noqa: F401  (registers the sample architectures, so sample models load by path)
-
-from .dicom_export import write_parametric_map
-from .errors import Cancelled, ImageError, MethodError, XAIError
-from .estimate import estimate, format_seconds
-from .explain import explain
-from .image_io import is_dicom_series_folder, read_image, scan_name
-from .models.loading import load_model
-from .overlay import render_overlay
-from .progress import Progress
-from .registry import get_method, list_methods
-from .report import write_report
-from .trust import trust_metrics
-from .safe_write import check_writable
+from napari_xai.engine.dicom_export import write_parametric_map
+from napari_xai.engine.errors import Cancelled, ImageError, XAIError
+from napari_xai.engine.estimate import format_seconds
+from napari_xai.engine.image_io import is_dicom_series_folder, read_image, scan_name
+from napari_xai.engine.overlay import render_overlay
+from napari_xai.engine.progress import Progress
+from napari_xai.engine.registry import get_method, list_methods
+from napari_xai.engine.report import write_report
+from napari_xai.engine.safe_write import check_writable
+from napari_xai.engine.trust import trust_metrics
+from napari_xai.session.checks import completeness_note
+from napari_xai.session.jobs import Job, method_params
+from napari_xai.session.models import MODELS  # importing it registers the sample architectures
 
 DEFAULT_SAMPLE_METHODS = ("vanilla_gradient", "integrated_gradients", "grad_cam", "occlusion")
 #: Settings for the --sample demo that keep each method to seconds on a CPU
@@ -104,16 +103,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.list_methods:
         _print_methods()
         return 0
+    return exit_status("napari-xai-explain", lambda: _run(args))
+
+
+def exit_status(prog: str, work: Callable[[], int], interrupted: str = "interrupted") -> int:
+    """``work()``'s exit status; a user error is its message on stderr and 2, a cancel or Ctrl+C 130 (shared with napari-xai-cohort)."""
     try:
-        return _run(args)
+        return work()
     except XAIError as err:
-        print(f"napari-xai-explain: {err}", file=sys.stderr)
+        print(f"{prog}: {err}", file=sys.stderr)
         return 2
     except Cancelled:
-        print("napari-xai-explain: cancelled", file=sys.stderr)
+        print(f"{prog}: cancelled", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
-        print("napari-xai-explain: interrupted", file=sys.stderr)
+        print(f"{prog}: {interrupted}", file=sys.stderr)
         return 130
 
 
@@ -129,14 +133,12 @@ def _run(args: argparse.Namespace) -> int:
             print("napari-xai-explain: give --model and --image, or --sample (try --help)", file=sys.stderr)
             return 2
         model_path, images, methods = args.model, args.image, args.method or ["integrated_gradients"]
-    method_specs = [get_method(name) for name in methods]
-    params = dict(args.param)
-    _check_params(params, method_specs)
+    per_method = method_params(methods, dict(args.param))
     if args.dicom or args.dicom_overlay:
         not_dicom = [p for p in images if not is_dicom_series_folder(p)]
         if not_dicom:
             raise ImageError(f"--dicom needs DICOM series folders as --image; {not_dicom[0]} is not one.", "Drop --dicom for NIfTI/NRRD/MHA scans, or give the series folder.")
-    model = load_model(model_path, trust_pickle=args.trust_pickle, **model_options(args))
+    model, _ = MODELS.load(model_path, trust_pickle=args.trust_pickle, **model_options(args))
     region = read_image(args.region).array if args.region else None
     outline, outline_label = _outline(args, region != 0 if region is not None else None)
     out = Path(args.out)
@@ -150,26 +152,15 @@ def _run(args: argparse.Namespace) -> int:
             print(f"warning: {warning}", file=sys.stderr)
         for name in methods:
             spec = get_method(name)
-            own = {k: v for k, v in params.items() if k in {p.name for p in spec.params}}
-            if args.sample:
-                own = {**SAMPLE_PARAMS.get(name, {}), **own}
-            cost = estimate(model, scan, name, target=args.target, region=region, memory_budget_mb=args.memory_budget_mb, **own)
+            own = {**SAMPLE_PARAMS.get(name, {}), **per_method[name]} if args.sample else per_method[name]
+            job = Job(model, scan, name, args.target, region, args.reduce, own, memory_budget_mb=args.memory_budget_mb)
+            cost = job.estimate()
             if cost.needs_confirmation:
                 print(f"napari-xai-explain: {scan.name} / {spec.title} will take long: {cost.describe()} (Ctrl+C stops it)", file=sys.stderr)
             t0 = time.perf_counter()
             bar = ProgressBar(f"{scan.name} / {spec.title} (estimated {format_seconds(cost.seconds)})")
             try:
-                attribution = explain(
-                    model,
-                    scan,
-                    name,
-                    target=args.target,
-                    region=region,
-                    reduce=args.reduce,
-                    memory_budget_mb=args.memory_budget_mb,
-                    on_progress=bar.show,
-                    **own,
-                )
+                attribution = job.run(on_progress=bar.show)
             finally:
                 bar.close()
             stem = out / f"{image_stem}_{spec.name}"
@@ -192,9 +183,8 @@ def _run(args: argparse.Namespace) -> int:
                 check_writable(Path(str(stem) + "_pm.dcm"), overwrite=args.overwrite, source=scan.source.get("path"))
                 dicom = write_parametric_map(attribution, image_path, str(stem) + "_pm.dcm", scan=scan, secondary_capture=args.dicom_overlay)
                 line += f", {dicom.parametric_map.name}" + (f" (+{len(dicom.secondary_capture)} overlay slices)" if dicom.secondary_capture else "")
-            completeness = attribution.checks.get("completeness")
-            if completeness:
-                line += f"; completeness error {completeness['relative_delta']:.2%}"
+            note = completeness_note(attribution.checks)
+            line += f"; {note}" if note else ""
             print(f"{line} [{time.perf_counter() - t0:.1f} s]")
             maps.append(attribution)
         if args.report:
@@ -250,22 +240,6 @@ def output_stems(images: Sequence[str]) -> list[str]:
     return stems
 
 
-def _check_params(params: dict[str, Any], method_specs: Sequence[Any]) -> None:
-    """Every --param must name a parameter of at least one chosen method."""
-    known = {p.name for spec in method_specs for p in spec.params}
-    unknown = sorted(set(params) - known)
-    if unknown:
-        listing = "; ".join(f"{spec.name}: {', '.join(p.name for p in spec.params) or '(none)'}" for spec in method_specs)
-        raise MethodError(
-            f"--param {', '.join(unknown)}: no chosen method has such a parameter.",
-            f"Use the parameters of the chosen methods ({listing}); see --list-methods.",
-        )
-
-
-def _progress_printer(label: str):
-    def show(event: Progress) -> None:
-        if sys.stdout.isatty():
-            print(f"\r{label}: {event.message} ({event.fraction:.0%})", end="", flush=True)
 def _outline(args: argparse.Namespace, region: Any) -> tuple[Any, str]:
     """The mask outlined on the figures and what it is: --outline, else the region, else the sample's lesions."""
     if args.outline:
