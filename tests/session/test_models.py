@@ -66,12 +66,7 @@ def test_model_cache_loads_with_options_once_and_says_whether_it_loaded(tmp_path
     cache = models.ModelCache()
     calls = []
     real = models.load_model
-
-    def counted(p, spec=None, **kwargs):
-        calls.append((p, spec, kwargs))
-        return real(p, spec, **kwargs)
-
-    monkeypatch.setattr(models, "load_model", counted)
+    monkeypatch.setattr(models, "load_model", lambda *args, **kwargs: calls.append(args) or real(*args, **kwargs))
     first, loaded = cache.load(path)
     again, loaded_again = cache.load(str(path))
     assert loaded and not loaded_again and again is first and len(calls) == 1

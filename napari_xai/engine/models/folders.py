@@ -13,7 +13,6 @@ choices and call :meth:`FolderChoice.load`; neither knows the formats.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 from ..errors import ModelError
 from . import monai_bundle, nnunet
+from .json_files import read_json_object
 
 #: The label of the choice that averages every fold's logits.
 AVERAGE_OF_FOLDS = "average of folds"
@@ -113,13 +113,7 @@ def _configuration_of(folder: Path) -> str | None:
 
 
 def _read(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ModelError(f"{path.parent.name}/{path.name} cannot be read as JSON ({err}).", "Give the file the tool wrote.") from err
-    if not isinstance(data, dict):
-        raise ModelError(f"{path.parent.name}/{path.name} is not a JSON object.", "Give the file the tool wrote.")
-    return data
+    return read_json_object(path, f"{path.parent.name}/{path.name}", "Give the file the tool wrote.")
 
 
 def _nnunet_choices(folder: Path, prefix: str) -> list[FolderChoice]:

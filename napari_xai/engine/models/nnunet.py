@@ -40,7 +40,6 @@ from __future__ import annotations
 import copy
 import importlib
 import itertools
-import json
 import os
 import pickle
 from pathlib import Path
@@ -53,6 +52,7 @@ from ..errors import ModelError, UntrustedModelError
 from .state_dict import load_state_strict
 from .loaded_model import LoadedModel, weights_identity
 from .spec import ModelSpec
+from .json_files import read_json_object
 
 #: Network classes a plan may name (the U-Nets of nnU-Net's architecture package), by class name.
 ALLOWED_NETWORKS = {
@@ -180,13 +180,7 @@ def load_nnunet(
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise ModelError(f"{path.name} could not be read ({err}).", "Give the results folder nnU-Net wrote.") from err
-    if not isinstance(data, dict):
-        raise ModelError(f"{path.name} is not a JSON object.", "Give the results folder nnU-Net wrote.")
-    return data
+    return read_json_object(path, path.name, "Give the results folder nnU-Net wrote.")
 
 
 def _choose_folds(root: Path, folds: Any, checkpoint: str) -> list[int | str]:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError
+from .json_files import read_json_object
 
 TASKS = ("auto", "classification", "segmentation", "regression")
 INTENSITY_TYPES = ("none", "window", "zscore", "minmax", "scale", "range", "ct")
@@ -234,13 +235,7 @@ class ModelSpec:
     def read(cls, path: str | os.PathLike) -> "ModelSpec":
         """Read a JSON spec file."""
         p = Path(path)
-        try:
-            data = json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as err:
-            raise ModelError(f"Model spec {p.name} could not be read ({err}).", "Give a valid JSON file.") from err
-        if not isinstance(data, dict):
-            raise ModelError(f"Model spec {p.name} is not a JSON object.", "Write the spec as {\"task\": ..., ...}.")
-        return cls.from_dict(data)
+        return cls.from_dict(read_json_object(p, f"Model spec {p.name}", "Give a valid JSON file.", "Write the spec as {\"task\": ..., ...}."))
 
     def write(self, path: str | os.PathLike) -> Path:
         """Write the spec as JSON."""
