@@ -124,7 +124,7 @@ def method_params(methods: Sequence[str], params: dict[str, Any]) -> dict[str, d
     if unknown:
         listing = "; ".join(f"{spec.name}: {', '.join(p.name for p in spec.params) or '(none)'}" for spec in specs)
         raise MethodError(
-            f"No chosen method takes the parameter(s) {', '.join(unknown)}.",
+            f"No chosen method takes the parameter(s) {', '.join(unknown)} (--param {', '.join(unknown)}).",
             f"Use the parameters of the chosen methods ({listing}); see napari-xai-explain --list-methods.",
         )
     out: dict[str, dict[str, Any]] = {}
