@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_xai.engine import explain, list_methods
+from napari_xai.engine import explain, get_method, list_methods
+from napari_xai.engine.metrics.localisation import pointing_game
 
-from tests.planted import planted_case, positive_mass_in_box
+from tests import rise_by_hand
+from tests.planted import MARGIN, planted_case, positive_mass_in_box
 
 #: Small settings so every method runs in well under a second on these inputs.
 FAST = {
@@ -36,12 +38,9 @@ IMAGE_MARGIN = 0.4
 #: coarse cell (12 x 14 voxels in 2D) is larger than the box, and the sum over depths puts
 #: its saliency on the whole cell (measured 0.78 in 2D, 0.73 in 3D); 4 cells: 0.93 / 0.94.
 BEAT_IMAGE_SETTINGS = {**FAST, "hipe": {"min_cell": 2, "start_cells": 4}}
-#: RISE does not beat the input image (investigated): its map is the covariance of the score
-#: with smooth random masks, zero outside the evidence only in expectation, and each mask's
-#: smoothness (one grid cell) spreads the evidence by about a cell. Measured in 2D: 0.74
-#: (500 masks), 0.86 (2000), 0.87 (8000), 0.87 with a finer grid (12 cells, 2000 masks),
-#: against the image's 0.876; in 3D 0.65 and 0.63 against 0.68. Recorded as a known failure.
-BELOW_IMAGE = {"rise"}
+#: RISE's map is a smooth, noisy estimate that does not beat the input image here; it is
+#: checked against its own expectation instead (the last test below, and docs/methods.md).
+IMAGE_BAR_METHODS = [m for m in MAP_METHODS if m != "rise"]
 
 
 @pytest.mark.parametrize("dim", [2, 3])
@@ -59,10 +58,7 @@ def test_method_puts_most_positive_mass_on_planted_evidence(method, dim, segment
 
 @pytest.mark.parametrize("dim", [2, 3])
 @pytest.mark.parametrize("segmentation", [False, True], ids=["class", "region"])
-@pytest.mark.parametrize(
-    "method",
-    [pytest.param(m, marks=pytest.mark.xfail(strict=True, reason="RISE converges to about the input image's share")) if m in BELOW_IMAGE else m for m in MAP_METHODS],
-)
+@pytest.mark.parametrize("method", IMAGE_BAR_METHODS)
 def test_method_localises_better_than_the_input_image(method, dim, segmentation):
     """The share must beat what returning the input image itself gives, by IMAGE_MARGIN of the gap to 1."""
     net, image, box, region = planted_case(dim, segmentation)
@@ -72,3 +68,32 @@ def test_method_localises_better_than_the_input_image(method, dim, segmentation)
     bar = image_share + IMAGE_MARGIN * (1 - image_share)
     share = positive_mass_in_box(a.values, box)
     assert share > bar, f"{method}: {share:.3f} of the positive mass on the evidence, the input image itself gives {image_share:.3f} (bar {bar:.3f})"
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+@pytest.mark.parametrize("segmentation", [False, True], ids=["class", "region"])
+def test_rise_is_its_expected_map_on_planted_evidence_and_points_at_it(dim, segmentation):
+    """RISE's map is the evidence blurred by the masks' covariance plus Monte-Carlo noise, not the sharper map of the bar.
+
+    For a score nearly linear in the mask (this network inside its box), the
+    centred RISE map converges to ``sum_u a_u Cov(M(u), M(v)) / p`` with ``a``
+    input x gradient (reference zeros), computed by hand. That expectation puts
+    0.90 (2D) and 0.96 (3D) of its positive mass on the evidence; at 500 masks
+    the zero-mean noise adds positive mass everywhere else, and the share is
+    0.74-0.80 in 2D and 0.62-0.72 in 3D over seeds 0-4, below the input
+    image's 0.876 and 0.683 (see docs/methods.md, RISE). What RISE does
+    achieve, asserted here: the map is its expectation up to noise
+    (correlation measured 0.96-0.98 in 2D, 0.89-0.92 in 3D, slope 0.92-1.12)
+    and its maximum lies on the evidence (the pointing game of Zhang et al., ECCV 2016).
+    """
+    net, image, box, region = planted_case(dim, segmentation)
+    kwargs = {"region": region} if segmentation else {}
+    defaults = {p.name: p.default for p in get_method("rise").params}
+    got = explain(net, image, "rise", target=1, **kwargs, **FAST["rise"]).values
+    a = explain(net, image, "input_x_gradient", target=1, **kwargs).values
+    want = rise_by_hand.expected_map(a, (defaults["grid"],) * dim, defaults["p"])
+    assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.85
+    assert 0.8 < np.sum(got * want) / np.sum(want * want) < 1.25
+    evidence = np.zeros(image.shape, dtype=bool)
+    evidence[tuple(slice(max(0, s.start - MARGIN), s.stop + MARGIN) for s in box)] = True
+    assert pointing_game(got, evidence), "RISE's maximum is off the planted evidence"

@@ -1,12 +1,30 @@
 """RISE: randomized input sampling; saliency as the score-weighted average of random smooth masks.
 
 Petsiuk, Das & Saenko 2018 (review ref. [40]). Each mask is a random binary
-grid of ``s`` cells per axis (each cell kept with probability ``p``),
-upsampled by (bi/tri)linear interpolation to ``(s + 1)`` cells of
-``ceil(n / s)`` voxels and cropped with a random shift of less than one cell,
-which makes the masks smooth and their cell boundaries land anywhere. The
-masked input is ``x * M + reference * (1 - M)`` (the paper: reference 0).
-The paper's saliency is ``S = sum_i f(x_i) M_i / (N p)``.
+grid (each node kept with probability ``p``) upsampled by (bi/tri)linear
+interpolation to cells of ``C = ceil(n / s)`` voxels per axis and cropped
+with a random shift in ``[0, C)``, which makes the masks smooth and their
+cell boundaries land anywhere. The masked input is
+``x * M + reference * (1 - M)`` (the paper: reference 0). The paper's
+saliency is ``S = sum_i f(x_i) M_i / (N p)``.
+
+The grid has ``s + 1`` nodes per axis, so that the paper's two statements
+hold together: the upsampled mask is ``(s + 1) C`` voxels and its cells are
+``C`` voxels. (The authors' code resizes ``s`` nodes to ``(s + 1) C`` voxels,
+cells of ``(s + 1) C / s``, while shifting by less than ``C``; the mask's
+statistics then vary with position.) With cells of exactly ``C`` and a shift
+over one whole cell, every voxel away from the border sees the same mask
+statistics. Interpolation clamps at the border (the authors' code mirrors).
+``tests/engine/methods/perturbation/test_rise.py`` checks the map against a
+hand computation of this definition.
+
+What the map is: for a score nearly linear in the mask, ``E[S_centred(v)] =
+sum_u a_u Cov(M(u), M(v)) / p`` with ``a_u = (x_u - reference_u) df/dx_u``
+(input x gradient for reference 0): the evidence blurred by the masks'
+covariance, which reaches two cells either way. With ``N`` masks,
+zero-mean Monte-Carlo noise falling as ``1 / sqrt(N)`` is added everywhere.
+docs/methods.md ("RISE on small evidence") says what that means for small
+lesions.
 
 Sign: with probabilities ``f`` the paper's map is non-negative and contains
 the mean score ``E[f]`` as a constant; with logits (what the engine explains)

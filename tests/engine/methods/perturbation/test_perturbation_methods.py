@@ -5,7 +5,8 @@ and a region target (shape, finite, non-trivial, reproducible by seed). The
 hand-written methods are checked against references with the same
 definition: Captum's ``Lime`` and ``KernelShap`` fed the same supervoxels and
 the same coalitions, exact Shapley values by enumeration, and Captum's
-``FeatureAblation`` on a grid for a one-depth HiPe.
+``FeatureAblation`` on a grid for a one-depth HiPe. RISE's own checks are in
+``test_rise.py``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from napari_xai.engine.methods.perturbation.supervoxels import grid_labels, slic
 from napari_xai.engine.methods.perturbation.extremal_perturbation import SmoothMax
 from napari_xai.engine.methods.perturbation.kernel_shap import shap_coalitions
 from napari_xai.engine.methods.perturbation.lime import lime_coalitions
-from napari_xai.engine.methods.perturbation.rise import draw_grids, rise_masks
 
 from tests.conftest import make_net
 
@@ -284,46 +284,6 @@ def test_kernel_shap_matches_captum_kernel_shap_on_same_coalitions():
     ref = ref[0, 0].detach().numpy()
     # Captum weights the two end points by 1e6 where we impose the constraint exactly
     np.testing.assert_allclose(a.values, ref, rtol=1e-3, atol=1e-3 * np.abs(ref).max())
-
-
-# ---------------------------------------------------------------- RISE
-
-
-def test_rise_masks_are_smooth_shifted_and_keep_p():
-    rng = np.random.default_rng(0)
-    grids = rng.random((400, 5, 5, 5)) < 0.3
-    shifts = rng.integers(0, 3, size=(400, 3))
-    masks = rise_masks(grids, shifts, (12, 11, 10), (3, 3, 3), torch.device("cpu"))
-    assert masks.shape == (400, 12, 11, 10)
-    assert float(masks.min()) >= 0 and float(masks.max()) <= 1
-    assert float(masks.mean()) == pytest.approx(0.3, abs=0.03)
-    assert len(torch.unique(masks)) > 10, "masks are not interpolated"
-
-
-def test_rise_mask_i_depends_only_on_seed_and_i():
-    g_all, s_all = draw_grids(7, 0, 10, (4, 4, 4), (3, 4, 4), 0.5)
-    g_tail, s_tail = draw_grids(7, 6, 10, (4, 4, 4), (3, 4, 4), 0.5)
-    assert np.array_equal(g_all[6:], g_tail) and np.array_equal(s_all[6:], s_tail)
-    assert g_all.shape == (10, 5, 5, 5) and (s_all < np.array([3, 4, 4])).all()
-
-
-def test_rise_does_not_depend_on_batching_and_centering_is_a_constant_shift():
-    net, image, _ = _case(3, False)
-    params = dict(n_masks=120, grid=4, seed=5)
-    big = explain(net, image, "rise", target=0, **params)
-    small = explain(net, image, "rise", target=0, memory_budget_mb=1, **params)
-    np.testing.assert_allclose(big.values, small.values, rtol=1e-5, atol=1e-6)
-    raw = explain(net, image, "rise", target=0, center=False, **params)
-    # raw - centred = mean score x (mask coverage / (N p)), close to the mean score everywhere
-    diff = raw.values - big.values
-    mean_f = big.checks["rise"]["mean_score"]
-    assert np.allclose(diff, mean_f, rtol=0.35, atol=1e-6)
-
-
-def test_rise_grid_finer_than_input_is_refused():
-    net, image, _ = _case(2, False)
-    with pytest.raises(MethodError, match="finer than the model input"):
-        explain(net, image, "rise", target=0, grid=50, n_masks=4)
 
 
 # ---------------------------------------------------------------- HiPe
