@@ -79,8 +79,10 @@ def test_shape_finite_nontrivial_reproducible(method, dim, region):
     if spec.sign == "non-negative":
         assert a.values.min() >= -1e-6
     again = explain(net, image, method, target=1, **kwargs, **FAST[method])
-    # batches are sized by wall time, so sums may run in another order: equal up to rounding
-    np.testing.assert_allclose(a.values, again.values, rtol=1e-5, atol=1e-6 * np.abs(a.values).max())
+    # batches are sized by wall time, so sums may run in another order: equal up to rounding. A perturbation
+    # map holds differences of scores, whose float32 rounding scales with the score, not with the (small)
+    # difference: the tolerance is 1e-5 of the map's range (a changed seed differs by the order of the range)
+    np.testing.assert_allclose(a.values, again.values, rtol=1e-5, atol=1e-5 * np.abs(a.values).max())
     if method in STOCHASTIC:
         other = explain(net, image, method, target=1, seed=1, **kwargs, **FAST[method])
         assert not np.array_equal(a.values, other.values)
