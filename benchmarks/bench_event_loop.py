@@ -14,10 +14,12 @@ check that the work runs off the main thread.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -30,9 +32,39 @@ METHODS = {
 }
 
 
+@contextlib.contextmanager
+def main_thread_ticks() -> Iterator[list[float]]:
+    """Times at which a 10 ms QTimer on the main thread fired while the block ran."""
+    from qtpy.QtCore import QTimer
+
+    ticks: list[float] = []
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start()
+    try:
+        yield ticks
+    finally:
+        timer.stop()
+
+
+def pump_events_until(end: float) -> None:
+    """Run the event loop until ``end`` (a ``time.perf_counter`` value)."""
+    from qtpy.QtWidgets import QApplication
+
+    while time.perf_counter() < end:
+        QApplication.processEvents()
+        time.sleep(0.002)
+
+
+def gaps(t0: float, ticks: list[float]) -> list[tuple[float, float]]:
+    """(gap, time it ended) between ``t0``, each tick after it and now."""
+    stamps = [t0] + [t for t in ticks if t >= t0] + [time.perf_counter()]
+    return [(b - a, b) for a, b in zip(stamps, stamps[1:])]
+
+
 def measure(viewer, widget, method: str, params: dict, compare: list[str] | None = None) -> tuple[float, float, float]:
     """Run one method (or Compare of ``compare``) through the widget; return (longest stall while computing, longest stall after, run seconds)."""
-    from qtpy.QtCore import QTimer
     from qtpy.QtWidgets import QApplication
 
     if compare:
@@ -41,10 +73,6 @@ def measure(viewer, widget, method: str, params: dict, compare: list[str] | None
         widget.set_method(method)
         for name, value in params.items():
             widget.set_param(name, value)
-    ticks: list[float] = []
-    timer = QTimer()
-    timer.setInterval(10)
-    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
     returned_at: list[float] = []
     on_returned = widget._on_returned
 
@@ -53,47 +81,30 @@ def measure(viewer, widget, method: str, params: dict, compare: list[str] | None
         on_returned(results)
 
     widget._on_returned = stamp
-    timer.start()
-    t0 = time.perf_counter()
-    widget.run_compare() if compare else widget.run()
-    while widget.busy:
-        QApplication.processEvents()
-        time.sleep(0.002)
-    t_done = time.perf_counter()
-    end = t_done + 0.5  # let the layer be drawn
-    while time.perf_counter() < end:
-        QApplication.processEvents()
-        time.sleep(0.002)
-    timer.stop()
+    with main_thread_ticks() as ticks:
+        t0 = time.perf_counter()
+        widget.run_compare() if compare else widget.run()
+        while widget.busy:
+            QApplication.processEvents()
+            time.sleep(0.002)
+        pump_events_until(time.perf_counter() + 0.5)  # let the layer be drawn
     widget._on_returned = on_returned
     if not returned_at:
         raise RuntimeError(f"{method} did not return: {widget.status.text()}")
     t_ret = returned_at[0]
-    stamps = [t0] + [t for t in ticks if t >= t0] + [time.perf_counter()]
-    gaps = [(b - a, b) for a, b in zip(stamps, stamps[1:])]
-    during = max((g for g, b in gaps if b <= t_ret), default=0.0)
-    after = max((g for g, b in gaps if b > t_ret), default=0.0)
+    found = gaps(t0, ticks)
+    during = max((g for g, b in found if b <= t_ret), default=0.0)
+    after = max((g for g, b in found if b > t_ret), default=0.0)
     return during, after, t_ret - t0
 
 
 def longest_stall(action, settle: float = 1.0) -> float:
     """Longest gap of a 10 ms main-thread timer from running ``action`` until ``settle`` seconds later."""
-    from qtpy.QtCore import QTimer
-    from qtpy.QtWidgets import QApplication
-
-    ticks: list[float] = []
-    timer = QTimer()
-    timer.setInterval(10)
-    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
-    timer.start()
-    t0 = time.perf_counter()
-    action()
-    while time.perf_counter() < t0 + settle:
-        QApplication.processEvents()
-        time.sleep(0.002)
-    timer.stop()
-    stamps = [t0] + ticks + [time.perf_counter()]
-    return max(b - a for a, b in zip(stamps, stamps[1:]))
+    with main_thread_ticks() as ticks:
+        t0 = time.perf_counter()
+        action()
+        pump_events_until(t0 + settle)
+    return max(g for g, _ in gaps(t0, ticks))
 
 
 def main() -> int:
