@@ -3,7 +3,9 @@
 Perturbation and path methods run many forward (and backward) passes. Each
 batch is sized so that (a) its activations fit the memory budget, measured
 with a probe pass, and (b) it takes about ``slice_seconds``, so that a cancel
-request (honoured between batches) is felt within a second.
+request (honoured between batches) is felt within a second; a batch holds
+two samples while two take under :data:`PAIR_SECONDS`, since one sample per
+batch leaves CPU threads idle.
 """
 
 from __future__ import annotations
@@ -23,6 +25,17 @@ from .errors import MemoryBudgetError
 DEFAULT_BUDGET_MB = 2048
 #: Target wall time of one batch, in seconds.
 SLICE_SECONDS = 0.3
+#: A batch holds two samples, even past the time slice, while two are expected to take at most this long:
+#: on a CPU a batch of one leaves threads idle in parts of each pass (on the sample 3D classifier a
+#: gradient pass of two samples takes about 1.5 times one's time, ``benchmarks/README.md``), and a
+#: cancel between batches is still felt within a second.
+PAIR_SECONDS = 0.8
+
+
+def batch_for_time(seconds_per_sample: float, slice_seconds: float = SLICE_SECONDS) -> int:
+    """Samples per batch for a time slice: as many as fit it, and two while two fit :data:`PAIR_SECONDS`."""
+    n = int(slice_seconds / max(seconds_per_sample, 1e-6))
+    return max(n, 2 if 2 * seconds_per_sample <= PAIR_SECONDS else 1)
 
 
 def default_budget_mb() -> int:
@@ -110,8 +123,7 @@ class BatchPlanner:
         if self._seconds_per_sample is None:
             n = min(self.memory_cap, self.first_batch)
         else:
-            n = int(self.slice_seconds / max(self._seconds_per_sample, 1e-6))
-            n = max(1, min(self.memory_cap, n))
+            n = max(1, min(self.memory_cap, batch_for_time(self._seconds_per_sample, self.slice_seconds)))
         n = max(1, min(n, remaining))
         self._started, self._started_n = time.perf_counter(), n
         return n

@@ -21,11 +21,12 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .budget import SLICE_SECONDS, BatchPlanner, activation_bytes
+from .budget import BatchPlanner, activation_bytes, batch_for_time
 from .call_hooks import shared_eval_mode
 from .checkpointing import CHECKPOINTED_METHODS, plan_checkpointing
 from .errors import MemoryBudgetError, MethodError, XAIError
-from .methods.toolkit import MethodContext, capture_activation, find_cam_layer
+from .methods.toolkit import MethodContext, capture_activation, find_cam_layer, layout
+from .methods.toolkit.layout import can_use_channels_last, layout_for_probe
 from .prepare import model_failure, prepare_run
 from .registry import per_axis
 from .sliding_window import WindowPlan, plan_windows
@@ -236,15 +237,24 @@ def estimate(
             # forward-only methods run batches, sized to a time slice (budget.BatchPlanner): time
             # the per-sample cost of the batch the run will use (one sample when one pass fills
             # the slice, as on a slow CPU), not of a larger, more efficient one
-            t_one = _time_forward(module, probe, 1)
+            # in the memory layout the run will choose for so many passes (methods/toolkit/layout.py)
+            fast = layout_for_probe(module, probe) if fwd >= layout.TRIAL_MIN_PASSES and can_use_channels_last(module, probe) else None
+            run_module, prepare = (module, None) if fast is None or fast.module is None else (fast.module, fast.prepare)
+            t_one = _time_forward(run_module, probe, 1, prepare)
             memory_cap = max(1, (budget * 2**20) // max(per_sample, 1))
-            batch = int(max(1, min(8, memory_cap, SLICE_SECONDS // max(t_one, 1e-6))))
-            t_fwd = min(t_fwd, t_one if batch == 1 else _time_forward(module, probe, batch))
+            batch = int(max(1, min(8, memory_cap, batch_for_time(t_one))))
+            timed = t_one if batch == 1 else _time_forward(run_module, probe, batch, prepare)
+            t_fwd = min(t_fwd, timed) if run_module is module else timed
         t_bwd = 3 * t_fwd
         if gradients and problem is None and checkpointing is None and (bwd > 1 or plan is not None):
+            back_module, back_probe = module, probe
+            if plan is None and bwd >= layout.TRIAL_MIN_GRADIENT_PASSES and can_use_channels_last(module, probe):
+                fast = layout_for_probe(module, probe)  # the choice the run's gradient passes will take
+                if fast.module is not None:
+                    back_module, back_probe = fast.module, fast.prepare(probe)
             # the first backward pass pays one-off costs (kernel selection): time a second one too
-            first = _time_backward(module, probe)
-            t_bwd = min(first, _time_backward(module, probe) or first) if first else t_bwd
+            first = _time_backward(back_module, back_probe)
+            t_bwd = min(first, _time_backward(back_module, back_probe) or first) if first else t_bwd
         if checkpointing is not None and checkpointing.fits:
             t_bwd += t_fwd  # each segment runs again during the backward pass
         channels = _layer_channels(loaded, probe, checked) if "layer" in method_spec.needs and method_spec.name == "score_cam" else 0
@@ -294,9 +304,11 @@ def estimate(
     )
 
 
-def _time_forward(module: torch.nn.Module, probe: torch.Tensor, batch: int) -> float:
-    """Seconds per sample of one forward pass of a batch of ``batch`` copies of ``probe``."""
+def _time_forward(module: torch.nn.Module, probe: torch.Tensor, batch: int, prepare: Callable[[torch.Tensor], torch.Tensor] | None = None) -> float:
+    """Seconds per sample of one forward pass of a batch of ``batch`` copies of ``probe`` (laid out by ``prepare``)."""
     xb = probe.expand(batch, *probe.shape[1:]) if batch > 1 else probe
+    if prepare is not None:
+        xb = prepare(xb)
     t0 = time.perf_counter()
     with torch.inference_mode():
         module(xb)

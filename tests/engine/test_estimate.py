@@ -168,23 +168,24 @@ def test_forward_only_methods_are_timed_at_the_batch_the_time_slice_allows():
 
     import torch
 
-    from napari_xai.engine.budget import SLICE_SECONDS
+    from napari_xai.engine.budget import PAIR_SECONDS, SLICE_SECONDS
 
     class Slow(torch.nn.Module):
-        """A classifier whose every call takes at least 0.2 s, whatever the batch (so a batch of 8 costs 0.025 s a sample)."""
+        """A classifier whose every call takes at least 0.45 s, whatever the batch (so a batch of 8 costs 0.06 s a sample)."""
 
         def __init__(self) -> None:
             super().__init__()
             self.net = make_net(3)
 
         def forward(self, x):
-            time.sleep(0.2)
+            time.sleep(0.45)
             return self.net(x)
 
-    assert SLICE_SECONDS < 2 * 0.2  # one pass fills more than half the slice: the run's batches hold one sample
-    est = estimate(Slow(), random_volume(), "rise", n_masks=60)
-    assert est.forward_seconds >= 0.2
-    assert est.seconds >= 60 * 0.2
+    # one pass fills the slice and two would take longer than a pair may: the run's batches hold one sample
+    assert SLICE_SECONDS < 0.45 and PAIR_SECONDS < 2 * 0.45
+    est = estimate(Slow(), random_volume(), "rise", n_masks=30)
+    assert est.forward_seconds >= 0.45
+    assert est.seconds >= 30 * 0.45
 
 
 @pytest.mark.parametrize("method", ["grad_cam", "grad_cam_pp"])

@@ -96,6 +96,22 @@ _IDENTITY_CACHE: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple, str]]" = wea
 _IDENTITY_LOCK = threading.Lock()
 
 
+def weights_key(module: nn.Module) -> tuple:
+    """A cheap key that changes whenever a weight of ``module`` changes (see :func:`weights_identity`)."""
+    return _state_key(module.state_dict(keep_vars=True))
+
+
+def _state_key(state: dict[str, Any]) -> tuple:
+    def probe(v: torch.Tensor) -> tuple:
+        flat = v.detach().reshape(-1)
+        return tuple(flat[[0, flat.numel() // 2, -1]].tolist()) if flat.numel() else ()
+
+    return tuple(
+        (k, v.data_ptr(), tuple(v.shape), v._version, str(v.dtype), probe(v)) if isinstance(v, torch.Tensor) else (k, repr(v))
+        for k, v in state.items()
+    )
+
+
 def weights_identity(module: nn.Module) -> str:
     """SHA-256 (hex) over the module's state dict names and tensor bytes.
 
@@ -106,15 +122,7 @@ def weights_identity(module: nn.Module) -> str:
     changed weight is hashed again.
     """
     state = module.state_dict(keep_vars=True)
-
-    def probe(v: torch.Tensor) -> tuple:
-        flat = v.detach().reshape(-1)
-        return tuple(flat[[0, flat.numel() // 2, -1]].tolist()) if flat.numel() else ()
-
-    key = tuple(
-        (k, v.data_ptr(), tuple(v.shape), v._version, str(v.dtype), probe(v)) if isinstance(v, torch.Tensor) else (k, repr(v))
-        for k, v in state.items()
-    )
+    key = _state_key(state)
     try:
         with _IDENTITY_LOCK:
             hit = _IDENTITY_CACHE.get(module)

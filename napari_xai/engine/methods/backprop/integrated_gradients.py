@@ -55,7 +55,7 @@ def path_integral(ctx: MethodContext, x: torch.Tensor, params: dict[str, Any]) -
     delta = x - baseline
     total = torch.zeros_like(x[0])
     shape = (-1,) + (1,) * (x.ndim - 1)
-    for start, stop in batches(steps, ctx.planner(gradients=True, through_gradients=True)):
+    for start, stop in batches(steps, ctx.planner(gradients=True, through_gradients=True, passes=steps)):
         a = torch.as_tensor(alphas[start:stop], dtype=x.dtype, device=x.device).view(shape)
         grads, _ = ctx.gradients(baseline + a * delta)
         w = torch.as_tensor(weights[start:stop], dtype=x.dtype, device=x.device).view(shape)

@@ -75,7 +75,7 @@ def noise_tunnel(ctx: MethodContext, params: dict[str, Any], title: str) -> Gene
     total = torch.zeros_like(ctx.x[0], dtype=torch.float64)
     total_sq = torch.zeros_like(total)
     # one pass per input: batches of inputs sized for one gradient pass each; more: one input at a time
-    groups = batches(n, ctx.planner(gradients=True, through_gradients=True)) if passes == 1 else ((i, i + 1) for i in range(n))
+    groups = batches(n, ctx.planner(gradients=True, through_gradients=True, passes=n)) if passes == 1 else ((i, i + 1) for i in range(n))
     label = f"{title} ({base.name})"
     for lo, hi in groups:
         maps = fn(noisy_inputs(ctx.x, sigma, params["seed"], range(lo, hi)))

@@ -21,7 +21,9 @@ from ...errors import MemoryBudgetError, MethodError, XAIError
 from ...models.loading import LoadedModel
 from ...prepare import model_failure
 from ...targets import ResolvedTarget
+from . import layout
 from .gradients import input_gradient
+from .layout import LayoutChoice, agrees, can_use_channels_last, layout_for_probe
 
 #: Working memory of a gradient pass relative to a forward pass: activations
 #: kept for backward, their gradients, and the input gradient.
@@ -69,6 +71,10 @@ class MethodContext:
     #: The network gradient passes run: None until decided, then the model's or its checkpointed copy
     #: (``checkpointing.py``) when a gradient pass of the whole input would not fit the budget.
     _gradient_module: nn.Module | None = None
+    #: The channels-last copy gradient passes run through (``layout.py``); None: the network's own layout.
+    _gradient_layout: LayoutChoice | None = None
+    #: Set by :meth:`planner` for a method of many gradient passes: the next gradient pass checks the copy.
+    _gradient_layout_check: LayoutChoice | None = None
 
     @property
     def module(self) -> nn.Module:
@@ -101,7 +107,7 @@ class MethodContext:
     def dim(self) -> int:
         return self.x.ndim - 2
 
-    def planner(self, gradients: bool, through_gradients: bool = False) -> BatchPlanner:
+    def planner(self, gradients: bool, through_gradients: bool = False, passes: int = 0) -> BatchPlanner:
         """A batch planner for forward-only or gradient passes under the budget.
 
         With sliding windows a sample is a whole volume (its copy, mask and
@@ -109,6 +115,10 @@ class MethodContext:
         gradient samples go one at a time. ``through_gradients``: the batches
         run through :meth:`gradients`, so a pass over the budget may run as
         checkpointed segments (``checkpointing.py``) instead of being refused.
+        ``passes``: how many gradient passes the batches hold; from
+        ``layout.TRIAL_MIN_GRADIENT_PASSES`` on, they run in the faster memory
+        layout of the network (``layout.py``): the choice an earlier run or the
+        estimate made, else one made now, checked on the first batch.
         """
         if self.windows is not None:
             return BatchPlanner(3 * self.x.numel() * self.x.element_size(), self.budget_mb, 1 if gradients else self.model.max_batch)
@@ -120,6 +130,12 @@ class MethodContext:
             per_sample = self._use_checkpointing(per_sample) + 2 * self.x.numel() * self.x.element_size()
         elif gradients and through_gradients and self._gradient_module is None:
             self._gradient_module = self.model.module
+        if gradients and through_gradients and passes >= layout.TRIAL_MIN_GRADIENT_PASSES and self._gradient_module is self.model.module:
+            if can_use_channels_last(self.model.module, self.x):
+                choice = layout_for_probe(self.model.module, self.x)  # made by an earlier run or the estimate, else now
+                self._gradient_layout_check = choice if choice.module is not None else None
+                if choice.module is None:
+                    self.checks["layout"] = {**choice.record, "gradients": "contiguous"}
         return BatchPlanner(per_sample, self.budget_mb, self.model.max_batch, first_batch=1 if gradients else 2)
 
     def _can_checkpoint(self) -> bool:
@@ -186,12 +202,12 @@ class MethodContext:
         except Exception as err:  # any failure inside a user's model
             raise model_failure(err, xb) from err
 
-    def scores(self, xb: torch.Tensor) -> torch.Tensor:
-        """Target scores ``(N,)`` for a batch, without autograd."""
+    def scores(self, xb: torch.Tensor, module: nn.Module | None = None) -> torch.Tensor:
+        """Target scores ``(N,)`` for a batch, without autograd; ``module``: a copy of the network to run instead."""
         if self.windows is not None:
             return self.windows.scores(xb)
         with torch.inference_mode():
-            out = self.forward(xb)
+            out = self.forward(xb, module)
             return self.resolve_from(out).score(out).float()
 
     def gradients(self, xb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -206,6 +222,11 @@ class MethodContext:
         """
         if self.windows is not None:
             return self.windows.gradients(xb)
+        if self._gradient_layout is not None:
+            copy = self._gradient_layout.module
+            return self._gradients(self._gradient_layout.prepare(xb), copy, copy)
+        if self._gradient_layout_check is not None:
+            return self._check_gradient_layout(xb)
         if self._gradient_module is None:  # a one-pass method: no probe pass, unless the plain pass meets the budget
             try:
                 result = self._gradients(xb, self.model.module)
@@ -220,8 +241,26 @@ class MethodContext:
                 return result
         return self._gradients(xb, self._gradient_module)
 
-    def _gradients(self, xb: torch.Tensor, module: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-        with gradient_budget(self.budget_mb, self.model.module):
+    def _check_gradient_layout(self, xb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """This batch's gradients in the network's own layout; its channels-last copy is kept if it gives the same ones."""
+        choice, self._gradient_layout_check = self._gradient_layout_check, None
+        own = self._gradients(xb, self._gradient_module)
+        try:
+            copied = self._gradients(choice.prepare(xb), choice.module, choice.module)
+        except MemoryBudgetError:
+            raise
+        except Exception as err:  # the copy ran forward passes; a backward pass may still refuse the layout
+            self.checks["layout"] = {**choice.record, "gradients": f"contiguous: channels-last failed ({type(err).__name__})"}
+            return own
+        same = all(agrees(c, o) for c, o in zip(copied, own))
+        self.checks["layout"] = {**choice.record, "gradients": "channels_last" if same else "contiguous: channels-last gave other gradients"}
+        if same:
+            self._gradient_layout = choice
+        return own
+
+    def _gradients(self, xb: torch.Tensor, module: nn.Module, owner: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``owner``: whose parameters the budget does not count (default the model's; a layout copy has its own)."""
+        with gradient_budget(self.budget_mb, self.model.module if owner is None else owner):
             grad, score = input_gradient(lambda xg: self.forward(xg, module), lambda out: self.resolve_from(out).score(out), xb)
         return grad, score.float()
 

@@ -16,6 +16,8 @@ from scipy import ndimage
 
 from ...budget import BatchPlanner, batches
 from .context import MethodContext, baseline_value
+from . import layout
+from .layout import LayoutChoice, can_use_channels_last, cached_choice, choose_layout
 
 #: Reference kinds for methods that switch regions off (LIME, KernelSHAP, RISE, HiPe).
 BASELINES = ("zeros", "min", "mean", "blur")
@@ -87,6 +89,28 @@ def scored_batches(
     made when the loop starts) and scored under ``torch.inference_mode``; the
     caller yields its :class:`Progress` between two items, so a run can be
     cancelled between batches and never holds more than one batch.
+
+    A loop of at least ``layout.TRIAL_MIN_PASSES`` passes runs in the faster
+    memory layout of the network (``layout.py``), chosen on its first batch
+    or by an earlier run; the choice goes into ``ctx.checks["layout"]``.
     """
+    choice = _layout_choice(ctx, n)
     for lo, hi in batches(n, planner if planner is not None else ctx.planner(gradients=False)):
-        yield lo, hi, ctx.scores(make_batch(lo, hi))
+        xb = make_batch(lo, hi)
+        if choice is None:
+            choice, scores = choose_layout(ctx.module, xb, ctx.scores)
+            ctx.checks["layout"] = dict(choice.record)
+        else:
+            scores = ctx.scores(choice.prepare(xb), choice.module)
+        yield lo, hi, scores
+
+
+def _layout_choice(ctx: MethodContext, n: int) -> LayoutChoice | None:
+    """The layout choice to use: none to make yet (None), the cached one, or the network's own."""
+    own = LayoutChoice(None, {"layout": "contiguous"})
+    if ctx.windows is not None or n < layout.TRIAL_MIN_PASSES or not can_use_channels_last(ctx.module, ctx.x):
+        return own
+    cached = cached_choice(ctx.module, ctx.x)
+    if cached is not None:
+        ctx.checks["layout"] = {**cached.record, "decided": "by an earlier run"}
+    return cached
