@@ -10,6 +10,7 @@ message. :func:`forward_once` is the run's first pass (also used by
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,9 +146,8 @@ def boolean_region(region: Any) -> np.ndarray:
 
 def module_device(module: nn.Module) -> torch.device:
     """The device of the module's first parameter or buffer (CPU for a module with neither)."""
-    for tensor in list(module.parameters()) + list(module.buffers()):
-        return tensor.device
-    return torch.device("cpu")
+    first = next(itertools.chain(module.parameters(), module.buffers()), None)
+    return torch.device("cpu") if first is None else first.device
 
 
 def forward_once(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
