@@ -43,6 +43,12 @@ def confirm_seconds() -> float:
         return CONFIRM_SECONDS
 #: Working memory of a gradient pass relative to a forward pass (as the methods plan it).
 _GRADIENT_FACTOR = 3
+#: Methods whose gradient passes run in the planner's batches (and in the faster memory layout); the
+#: other gradient methods' passes follow each other one sample at a time (optimisation steps).
+_BATCHED_GRADIENTS = frozenset({"integrated_gradients", "smoothgrad", "smoothgrad_sq", "vargrad"})
+#: Forward-only methods that score their perturbed inputs in ``toolkit.scored_batches`` (so in the faster
+#: layout); occlusion replays its windows incrementally in the network's own layout instead.
+_SCORED_BATCHES = frozenset({"rise", "lime", "kernel_shap", "hipe", "score_cam"})
 
 
 @dataclass
@@ -238,7 +244,8 @@ def estimate(
             # the per-sample cost of the batch the run will use (one sample when one pass fills
             # the slice, as on a slow CPU), not of a larger, more efficient one
             # in the memory layout the run will choose for so many passes (methods/toolkit/layout.py)
-            fast = layout_for_probe(module, probe) if fwd >= layout.TRIAL_MIN_PASSES and can_use_channels_last(module, probe) else None
+            scored = method_spec.name in _SCORED_BATCHES and fwd >= layout.TRIAL_MIN_PASSES
+            fast = layout_for_probe(module, probe) if scored and can_use_channels_last(module, probe) else None
             run_module, prepare = (module, None) if fast is None or fast.module is None else (fast.module, fast.prepare)
             t_one = _time_forward(run_module, probe, 1, prepare)
             memory_cap = max(1, (budget * 2**20) // max(per_sample, 1))
@@ -247,14 +254,18 @@ def estimate(
             t_fwd = min(t_fwd, timed) if run_module is module else timed
         t_bwd = 3 * t_fwd
         if gradients and problem is None and checkpointing is None and (bwd > 1 or plan is not None):
-            back_module, back_probe = module, probe
-            if plan is None and bwd >= layout.TRIAL_MIN_GRADIENT_PASSES and can_use_channels_last(module, probe):
+            back_module, prepare = module, None
+            batched = method_spec.name in _BATCHED_GRADIENTS and plan is None
+            if batched and bwd >= layout.TRIAL_MIN_GRADIENT_PASSES and can_use_channels_last(module, probe):
                 fast = layout_for_probe(module, probe)  # the choice the run's gradient passes will take
                 if fast.module is not None:
-                    back_module, back_probe = fast.module, fast.prepare(probe)
+                    back_module, prepare = fast.module, fast.prepare
             # the first backward pass pays one-off costs (kernel selection): time a second one too
-            first = _time_backward(back_module, back_probe)
-            t_bwd = min(first, _time_backward(back_module, back_probe) or first) if first else t_bwd
+            first = _time_backward(back_module, probe, 1, prepare)
+            t_bwd = min(first, _time_backward(back_module, probe, 1, prepare) or first) if first else t_bwd
+            if first and batched and batch_for_time(t_bwd) >= 2 and 2 * per_sample <= budget * 2**20:
+                pair = _time_backward(back_module, probe, 2, prepare)  # the run's batches hold two (budget.PAIR_SECONDS)
+                t_bwd = min(t_bwd, pair / 2) if pair else t_bwd
         if checkpointing is not None and checkpointing.fits:
             t_bwd += t_fwd  # each segment runs again during the backward pass
         channels = _layer_channels(loaded, probe, checked) if "layer" in method_spec.needs and method_spec.name == "score_cam" else 0
@@ -315,12 +326,14 @@ def _time_forward(module: torch.nn.Module, probe: torch.Tensor, batch: int, prep
     return (time.perf_counter() - t0) / batch
 
 
-def _time_backward(module: torch.nn.Module, probe: torch.Tensor) -> float | None:
-    """Seconds of one forward + backward pass of ``probe`` (None if the output is not differentiable)."""
+def _time_backward(module: torch.nn.Module, probe: torch.Tensor, batch: int = 1, prepare: Callable[[torch.Tensor], torch.Tensor] | None = None) -> float | None:
+    """Seconds of one forward + backward pass of a batch of ``batch`` copies of ``probe`` (None if the output is not differentiable)."""
+    xb = probe.repeat(batch, *([1] * (probe.ndim - 1))) if batch > 1 else probe.detach().clone()
+    xb = prepare(xb) if prepare is not None else xb
     t0 = time.perf_counter()
     try:
         with torch.enable_grad():
-            xg = probe.detach().clone().requires_grad_(True)
+            xg = xb.detach().requires_grad_(True)
             out = module(xg)
             if not isinstance(out, torch.Tensor) or not out.requires_grad:
                 return None
