@@ -205,8 +205,10 @@ def one_pass(repeat: int, captum_full: bool) -> list[dict]:
     from captum.attr import LayerAttribution, LayerGradCam, Saliency
 
     from napari_xai.engine import explain
+    from napari_xai.engine.models.loading import as_loaded_model
 
     net = densenet()
+    loaded = as_loaded_model(net)
     image = np.random.default_rng(2).normal(size=(64, 64, 64)).astype(np.float32)
     x = torch.from_numpy(image)[None, None]
     layer = "class_layers.relu"
@@ -231,6 +233,7 @@ def one_pass(repeat: int, captum_full: bool) -> list[dict]:
             "Saliency": lambda: Saliency(net).attribute(x, target=1, abs=True),
             "forward": fwd,
             "Grad-CAM": lambda: explain(net, image, "grad_cam", target=1, layer=layer),
+            "Grad-CAM, loaded": lambda: explain(loaded, image, "grad_cam", target=1, layer=layer),
             "LayerGradCam": captum_cam,
         },
         repeat,
@@ -241,6 +244,8 @@ def one_pass(repeat: int, captum_full: bool) -> list[dict]:
             "floor: forward + autograd.grad; " + sp("vanilla gradient", "Saliency", "grad floor")),
         row("Grad-CAM", med["Grad-CAM"], "Captum LayerGradCam", med["LayerGradCam"], med["forward"],
             "floor: one forward without gradients; " + sp("Grad-CAM", "LayerGradCam", "forward")),
+        row("Grad-CAM, loaded", med["Grad-CAM, loaded"], "Captum LayerGradCam", med["LayerGradCam"], med["forward"],
+            "a LoadedModel, as the hosts pass it (its weights keyed once); " + sp("Grad-CAM, loaded")),
     ]
 
 

@@ -19,7 +19,8 @@ and its ``run(ctx, params)`` generator from these pieces (see
   :func:`activation_and_gradient`, :func:`require_spatial` and the ``layer`` parameter.
 - Perturbation (``perturbation``): :func:`reference` images,
   :func:`blend`, :func:`occluded`, :func:`gaussian_blur` and the
-  perturb-and-score loop :func:`scored_batches`.
+  perturb-and-score loop :func:`scored_batches`, which runs a long loop in
+  the network's faster memory layout (``layout``, internal).
 - Resampling (``resample``): :func:`upsample` (bilinear / trilinear).
 - Parameters (``params``): ``seed``, ``baseline``, ``blur_sigma``,
   ``absolute`` and ``relu`` declared once; :func:`per_axis` for per-axis values.
