@@ -18,7 +18,8 @@ The channels-last network is a private deep copy (the user's model is never
 changed), kept with the decision per network (weakly referenced, keyed by
 its weights and the input's shape), so later runs on the same network skip
 the trial. It costs one more set of weights while the network lives, and
-only where channels-last won.
+only where channels-last won; a network of more than :data:`MAX_COPY_BYTES`
+of weights is not copied.
 
 Gradient passes gain as much (0.63 times the time per sample on the sample
 classifier at a batch of two, 0.77 on SegResNet), but a trial of their own
@@ -34,6 +35,7 @@ first batch.
 from __future__ import annotations
 
 import copy
+import itertools
 import threading
 import time
 import weakref
@@ -54,6 +56,8 @@ TRIAL_MIN_GRADIENT_PASSES = 16
 FASTER_BY = 0.8
 #: Largest difference of the two layouts' scores, relative to the largest score magnitude (float32 summation order).
 AGREEMENT_RTOL = 1e-3
+#: A network with more weights than this keeps its own layout rather than hold a second copy of them.
+MAX_COPY_BYTES = 2**30
 
 
 @dataclass(frozen=True)
@@ -85,11 +89,15 @@ def _memory_format(ndim: int) -> torch.memory_format:
 
 
 def can_use_channels_last(module: Any, x: torch.Tensor) -> bool:
-    """Whether a channels-last copy is worth trying: an ``nn.Module`` (not TorchScript) with a convolution of ``x``'s dimension."""
+    """Whether a channels-last copy is worth trying: an ``nn.Module`` (not TorchScript) with a convolution of ``x``'s dimension,
+    and weights of at most :data:`MAX_COPY_BYTES`."""
     if x.ndim not in (4, 5) or not isinstance(module, nn.Module) or isinstance(module, torch.jit.ScriptModule):
         return False
     kinds = (nn.Conv2d, nn.ConvTranspose2d) if x.ndim == 4 else (nn.Conv3d, nn.ConvTranspose3d)
-    return any(isinstance(m, kinds) for m in module.modules())
+    if not any(isinstance(m, kinds) for m in module.modules()):
+        return False
+    weights = sum(t.numel() * t.element_size() for t in itertools.chain(module.parameters(), module.buffers()))
+    return weights <= MAX_COPY_BYTES
 
 
 def _key(module: nn.Module, x: torch.Tensor) -> tuple:

@@ -15,8 +15,8 @@ import torch
 from scipy import ndimage
 
 from ...budget import BatchPlanner, batches
-from .context import MethodContext, baseline_value
 from . import layout
+from .context import MethodContext, baseline_value
 from .layout import LayoutChoice, can_use_channels_last, cached_choice, choose_layout
 
 #: Reference kinds for methods that switch regions off (LIME, KernelSHAP, RISE, HiPe).

@@ -110,6 +110,13 @@ def test_short_runs_and_networks_without_convolutions_run_no_trial(always_channe
     assert layout.can_use_channels_last(make_net(2), torch.zeros(1, 1, 4, 4))
 
 
+def test_a_network_too_large_to_copy_keeps_its_own_layout(always_channels_last, monkeypatch):
+    net, vol = make_net(3), random_volume((12, 13, 11))
+    monkeypatch.setattr(layout, "MAX_COPY_BYTES", sum(p.numel() * 4 for p in net.parameters()) - 1)
+    assert not layout.can_use_channels_last(net, torch.zeros(1, 1, 12, 13, 11))
+    assert "layout" not in rise(net, vol).checks
+
+
 @pytest.mark.parametrize("estimated", [False, True])
 def test_gradient_passes_take_the_forward_choice_and_give_the_same_map(estimated, always_channels_last, monkeypatch):
     from napari_xai.engine import estimate
