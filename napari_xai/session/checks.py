@@ -13,8 +13,26 @@ def _completeness(value: dict[str, Any]) -> str:
     return f"completeness: sum {value.get('attribution_sum', float('nan')):.3g} vs score change {value.get('score_difference', float('nan')):.3g} ({100 * rel:.1f}% off, {'ok' if ok else 'raise steps'})"
 
 
+def _layout(value: dict[str, Any]) -> str:
+    """The memory layout the run's passes took (``engine/methods/toolkit/layout.py``), in one line."""
+    if value.get("layout") == "channels_last":
+        text = "memory layout: channels-last copy"
+        if "contiguous_s" in value and "channels_last_s" in value:
+            text += f", {value['channels_last_s'] / value['contiguous_s']:.2f} x the time of the network's own"
+        if "max_score_difference" in value:
+            text += f", scores within {value['max_score_difference']:.1g}"
+    else:
+        text = "memory layout: the network's own"
+        if isinstance(value.get("channels_last"), str):
+            text += f" (channels-last {value['channels_last']})"
+    gradients = value.get("gradients")
+    if isinstance(gradients, str) and gradients != value.get("layout"):
+        text += f"; gradient passes: {gradients.replace('_', '-')}"
+    return text
+
+
 #: Formatters for known checks; any other check is shown as ``name: value``.
-CHECK_FORMATTERS: dict[str, Callable[[Any], str]] = {"completeness": _completeness}
+CHECK_FORMATTERS: dict[str, Callable[[Any], str]] = {"completeness": _completeness, "layout": _layout}
 #: Checks that are bookkeeping, not sanity: not shown.
 HIDDEN_CHECKS = ("model_grid_is_scan_grid",)
 

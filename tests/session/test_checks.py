@@ -17,3 +17,12 @@ def test_format_checks_generic_and_known():
 def test_completeness_note_is_the_relative_error_or_nothing():
     assert checks.completeness_note({"completeness": {"relative_delta": 0.0099}}) == "completeness error 0.99%"
     assert checks.completeness_note({"layer": "features.3"}) == ""
+
+
+def test_the_memory_layout_reads_as_one_line():
+    chosen = {"layout": "channels_last", "contiguous_s": 0.2, "channels_last_s": 0.125, "batch": 2, "max_score_difference": 1.9e-6, "gradients": "channels_last"}
+    assert checks.format_checks({"layout": chosen}) == ["memory layout: channels-last copy, 0.62 x the time of the network's own, scores within 2e-06"]
+    kept = {"layout": "contiguous", "channels_last": "gave other scores"}
+    assert checks.format_checks({"layout": kept}) == ["memory layout: the network's own (channels-last gave other scores)"]
+    dropped = {"layout": "channels_last", "gradients": "contiguous: channels-last gave other gradients"}
+    assert checks.format_checks({"layout": dropped}) == ["memory layout: channels-last copy; gradient passes: contiguous: channels-last gave other gradients"]
