@@ -170,15 +170,19 @@ def layout_for_probe(module: nn.Module, probe: torch.Tensor) -> LayoutChoice:
         with torch.inference_mode():
             out = (module if m is None else m)(xb)
         if not isinstance(out, torch.Tensor):  # a dict or tuple: the run's scores decide, not this probe
-            raise TypeError("not one tensor")
+            raise _NotOneTensor
         return out.reshape(len(xb), -1)
 
     try:  # on a batch of two, as the run's first forward batch (one sample per batch hides channels-last's gain)
         return choose_layout(module, probe.repeat(2, *([1] * (probe.ndim - 1))), output)[0]
-    except TypeError:  # not one tensor out: keep the network's layout, and do not ask again
+    except _NotOneTensor:  # keep the network's layout, and do not ask again
         return _remember(module, probe, LayoutChoice(None, {"layout": "contiguous", "channels_last": "not tried: the output is not one tensor"}))
     except Exception:  # the model fails on the probe: the estimate or the run reports that itself
         return LayoutChoice(None, {"layout": "contiguous"})
+
+
+class _NotOneTensor(Exception):
+    """The network's output is not one tensor, so the probe cannot compare the two layouts."""
 
 
 def _timed(fn: Callable[[], torch.Tensor], device: torch.device) -> tuple[tuple[float, float], torch.Tensor]:

@@ -171,3 +171,19 @@ def test_a_copy_whose_gradients_differ_is_dropped_after_its_check(always_channel
     assert got.checks["layout"]["layout"] == "channels_last"  # the forward passes agree ...
     assert got.checks["layout"]["gradients"] == "contiguous: channels-last gave other gradients"  # ... the gradients do not
     np.testing.assert_allclose(got.values, reference.values, rtol=0, atol=1e-6 * float(np.ptp(reference.values)))
+
+
+class DictOutput(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv3d(1, 3, 3, padding=1), nn.Conv3d(3, 3, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> dict:
+        return {"logits": self.conv(x).mean(dim=(2, 3, 4))}
+
+
+def test_the_estimates_probe_of_a_network_without_one_output_tensor_keeps_its_layout(always_channels_last):
+    net, probe = DictOutput().eval(), torch.zeros(1, 1, 12, 13, 11)
+    choice = layout.layout_for_probe(net, probe)
+    assert choice.module is None and choice.record["channels_last"] == "not tried: the output is not one tensor"
+    assert layout.cached_choice(net, probe) is choice  # not tried again
