@@ -16,10 +16,11 @@ one layout.
 
 The channels-last network is a private deep copy (the user's model is never
 changed), kept with the decision per network (weakly referenced, keyed by
-its weights and the input's shape), so later runs on the same network skip
-the trial. It costs one more set of weights while the network lives, and
-only where channels-last won; a network of more than :data:`MAX_COPY_BYTES`
-of weights is not copied.
+its weights and the input's channels and dimension, not its size, so that a
+cohort of scans of many sizes holds one copy and one choice), so later runs
+on the same network skip the trial. It costs one more set of weights while
+the network lives, and only where channels-last won; a network of more than
+:data:`MAX_COPY_BYTES` of weights is not copied.
 
 Gradient passes gain as much (0.63 times the time per sample on the sample
 classifier at a batch of two, 0.77 on SegResNet), but a trial of their own
@@ -101,11 +102,11 @@ def can_use_channels_last(module: Any, x: torch.Tensor) -> bool:
 
 
 def _key(module: nn.Module, x: torch.Tensor) -> tuple:
-    return (weights_key(module), tuple(x.shape[1:]), str(x.dtype), str(x.device))
+    return (weights_key(module), int(x.shape[1]), x.ndim, str(x.dtype), str(x.device))
 
 
 def cached_choice(module: nn.Module, x: torch.Tensor) -> LayoutChoice | None:
-    """The choice an earlier run made for this network, its current weights and ``x``'s shape, if any."""
+    """The choice an earlier run made for this network, its current weights and inputs like ``x`` (channels, dimension), if any."""
     try:
         with _LOCK:
             by_key = _CHOICES.get(module)
@@ -157,7 +158,7 @@ def agrees(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 def layout_for_probe(module: nn.Module, probe: torch.Tensor) -> LayoutChoice:
-    """The layout a run on ``probe``'s shape will use, choosing it now (on the raw output) if no run has.
+    """The layout a run on inputs like ``probe`` will use, choosing it now (on the raw output) if no run has.
 
     For the cost estimate (``estimate.py``), which times the passes of the
     layout the run will take; the run then finds the choice cached.

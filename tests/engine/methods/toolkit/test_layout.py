@@ -52,6 +52,8 @@ def test_the_choice_is_kept_for_the_network_and_made_again_when_its_weights_chan
     second = rise(net, vol)
     assert second.checks["layout"]["decided"] == "by an earlier run"
     np.testing.assert_array_equal(first.values, second.values)
+    other_size = rise(net, random_volume((14, 12, 10)))  # a scan of another size: the same copy, no new trial
+    assert other_size.checks["layout"]["decided"] == "by an earlier run"
     with torch.no_grad():
         net.head.weight.mul_(-1.0)  # in place: the cached copy holds the old weights and must not be used
     changed = rise(net, vol)
