@@ -244,9 +244,7 @@ def estimate(
             # the per-sample cost of the batch the run will use (one sample when one pass fills
             # the slice, as on a slow CPU), not of a larger, more efficient one
             # in the memory layout the run will choose for so many passes (methods/toolkit/layout.py)
-            scored = method_spec.name in _SCORED_BATCHES and fwd >= layout.TRIAL_MIN_PASSES
-            fast = layout_for_probe(module, probe) if scored and can_use_channels_last(module, probe) else None
-            run_module, prepare = (module, None) if fast is None or fast.module is None else (fast.module, fast.prepare)
+            run_module, prepare = _run_layout(module, probe, method_spec.name in _SCORED_BATCHES and fwd >= layout.TRIAL_MIN_PASSES)
             t_one = _time_forward(run_module, probe, 1, prepare)
             memory_cap = max(1, (budget * 2**20) // max(per_sample, 1))
             batch = int(max(1, min(8, memory_cap, batch_for_time(t_one))))
@@ -254,12 +252,8 @@ def estimate(
             t_fwd = min(t_fwd, timed) if run_module is module else timed
         t_bwd = 3 * t_fwd
         if gradients and problem is None and checkpointing is None and (bwd > 1 or plan is not None):
-            back_module, prepare = module, None
             batched = method_spec.name in _BATCHED_GRADIENTS and plan is None
-            if batched and bwd >= layout.TRIAL_MIN_GRADIENT_PASSES and can_use_channels_last(module, probe):
-                fast = layout_for_probe(module, probe)  # the choice the run's gradient passes will take
-                if fast.module is not None:
-                    back_module, prepare = fast.module, fast.prepare
+            back_module, prepare = _run_layout(module, probe, batched and bwd >= layout.TRIAL_MIN_GRADIENT_PASSES)
             # the first backward pass pays one-off costs (kernel selection): time a second one too
             first = _time_backward(back_module, probe, 1, prepare)
             t_bwd = min(first, _time_backward(back_module, probe, 1, prepare) or first) if first else t_bwd
@@ -313,6 +307,15 @@ def estimate(
         approximate=approximate,
         model_shape=shape,
     )
+
+
+def _run_layout(module: torch.nn.Module, probe: torch.Tensor, wanted: bool) -> tuple[torch.nn.Module, Callable[[torch.Tensor], torch.Tensor] | None]:
+    """The network and the input layout the run's passes will take (``methods/toolkit/layout.py``), if ``wanted``."""
+    if wanted and can_use_channels_last(module, probe):
+        fast = layout_for_probe(module, probe)
+        if fast.module is not None:
+            return fast.module, fast.prepare
+    return module, None
 
 
 def _time_forward(module: torch.nn.Module, probe: torch.Tensor, batch: int, prepare: Callable[[torch.Tensor], torch.Tensor] | None = None) -> float:
